@@ -1,0 +1,1 @@
+"""llmtally: exact LLM token accounting."""

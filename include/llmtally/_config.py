@@ -1,0 +1,143 @@
+"""Configuration: constructor argument > environment variable > ``llmtally.toml`` > default.
+
+Every environment variable llmtally reads is a constant here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import ConfigError
+
+__all__ = [
+    "ENV_CONFIG",
+    "ENV_LOG_DIR",
+    "ENV_LOG_DIRS",
+    "ENV_LOG_TEXT",
+    "ENV_REPORT_DIR",
+    "ENV_SERVICE",
+    "ENV_TIMEZONE",
+    "Config",
+    "ModelEntry",
+    "load_config",
+]
+
+ENV_CONFIG = "LLMTALLY_CONFIG"
+"""Path of the TOML config file (default: ``llmtally.toml`` in the working directory)."""
+ENV_LOG_DIR = "LLMTALLY_LOG_DIR"
+"""Directory a service's :class:`UsageLogger` writes raw usage logs into."""
+ENV_LOG_DIRS = "LLMTALLY_LOG_DIRS"
+"""Directories or glob patterns the pipeline collects from, separated by ``os.pathsep``."""
+ENV_LOG_TEXT = "LLMTALLY_LOG_TEXT"
+"""``full`` (default), ``hash`` or ``prefix:N``: how much raw text the logger keeps."""
+ENV_SERVICE = "LLMTALLY_SERVICE"
+"""Service name recorded by the logger (default: the program name)."""
+ENV_REPORT_DIR = "LLMTALLY_REPORT_DIR"
+"""Directory reports are written into."""
+ENV_TIMEZONE = "LLMTALLY_TIMEZONE"
+"""Time zone days are cut in (default ``Asia/Shanghai``)."""
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One ``[models."NAME"]`` table: where its tokenizer is and how it is priced."""
+
+    name: str
+    tokenizer: str
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    price: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parsed ``llmtally.toml``."""
+
+    path: Path | None = None
+    models: Mapping[str, ModelEntry] = field(default_factory=dict)
+    timezone: str = DEFAULT_TIMEZONE
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """Return a top-level table (``{}`` when absent)."""
+        value = self.raw.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{self.path}: [{name}] must be a table")
+        return value
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, float], Config] = {}
+
+
+def _config_path(path: str | os.PathLike[str] | None) -> Path | None:
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"{ENV_CONFIG}={env} does not name a file")
+        return p
+    p = Path("llmtally.toml")
+    return p if p.is_file() else None
+
+
+def _parse(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    models: dict[str, ModelEntry] = {}
+    for name, table in raw.get("models", {}).items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f'{path}: [models."{name}"] must be a table')
+        tok = table.get("tokenizer")
+        if not isinstance(tok, str) or not tok:
+            raise ConfigError(
+                f'{path}: [models."{name}"] needs tokenizer = "<folder | repo id | known model>"'
+            )
+        kwargs = table.get("template_kwargs", {})
+        if not isinstance(kwargs, Mapping):
+            raise ConfigError(f'{path}: [models."{name}"].template_kwargs must be a table')
+        price = table.get("price")
+        if price is not None and not isinstance(price, Mapping):
+            raise ConfigError(f'{path}: [models."{name}"].price must be a table')
+        tok_path = Path(tok).expanduser()
+        if not tok_path.is_absolute() and (path.parent / tok_path).exists():
+            tok = str((path.parent / tok_path).resolve())
+        models[name] = ModelEntry(name, tok, dict(kwargs), price)
+    tz = raw.get("timezone", DEFAULT_TIMEZONE)
+    if not isinstance(tz, str):
+        raise ConfigError(f"{path}: timezone must be a string such as 'Asia/Shanghai'")
+    return Config(path=path, models=models, timezone=tz, raw=raw)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config (explicit path > ``LLMTALLY_CONFIG`` > ``./llmtally.toml`` > empty).
+
+    Parsed files are cached by path and modification time, so edits are picked up.
+    """
+    p = _config_path(path)
+    if p is None:
+        return Config(timezone=os.environ.get(ENV_TIMEZONE, DEFAULT_TIMEZONE))
+    try:
+        key = (str(p.resolve()), p.stat().st_mtime)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc}") from exc
+    with _lock:
+        cfg = _cache.get(key)
+        if cfg is None:
+            cfg = _parse(p)
+            _cache[key] = cfg
+    tz = os.environ.get(ENV_TIMEZONE)
+    if tz:
+        cfg = Config(path=cfg.path, models=cfg.models, timezone=tz, raw=cfg.raw)
+    return cfg

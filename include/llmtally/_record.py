@@ -1,0 +1,125 @@
+"""The raw usage record: the contract between services' loggers and the pipeline.
+
+A raw log file is UTF-8 JSON Lines, one record per line, named
+``usage-<service>-<host>-<pid>-<YYYYmmddTHHMMSS>-<seq>.jsonl`` (optionally ``.gz`` once closed).
+A record is a JSON object with these keys (absent keys mean null):
+
+==================  ==========================================================================
+``v``               format version, ``1``
+``id``              unique record id (32 hex chars); the pipeline de-duplicates on it
+``ts``              request start, ISO 8601 with offset (the logger writes UTC)
+``service``         service name; ``host``, ``pid`` where the record was written
+``request_id``      the caller's or server's request id
+``endpoint``        ``chat.completions`` | ``responses`` | ``completions`` | ``generate`` | ...
+``model``           model name as the service called it (mapped to a tokenizer by the registry)
+``messages``        chat messages (OpenAI shape) when the text is kept in full
+``prompt``          a plain prompt string (completions / ``generate``), when kept in full
+``tools``           tool definitions sent with the request; ``tool_choice`` likewise
+``template_kwargs`` extra chat-template variables (e.g. ``{"enable_thinking": false}``)
+``completion``      the generated text; ``reasoning`` the reasoning text where separate;
+                    ``tool_calls`` the generated tool calls
+``text``            ``full`` (recountable) | ``hash`` | ``prefix:N`` (text dropped or cut)
+``prompt_sha256``   digest of the canonical prompt (messages or prompt, plus tools)
+``prompt_chars``    length of the prompt text in characters; ``completion_chars`` likewise
+``usage``           what the server reported, normalised by :func:`normalize_usage`
+``estimate``        what the service itself believed: ``{prompt_tokens, completion_tokens}``
+``tags``            ``{str: str}``, e.g. ``feature``, ``user``, ``tenant``, ``route``
+``latency_ms``      request latency; ``status`` ``ok`` | ``error`` | ``timeout`` | ``abandoned``
+``finish_reason``   as reported; ``error`` the error class name (never text of the request)
+==================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "RECORD_VERSION",
+    "USAGE_KEYS",
+    "normalize_usage",
+    "prompt_digest",
+]
+
+RECORD_VERSION = 1
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
+"""The canonical usage keys, in order."""
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _first(*values: Any) -> int | None:
+    for v in values:
+        iv = _int(v)
+        if iv is not None:
+            return iv
+    return None
+
+
+def normalize_usage(usage: Any) -> dict[str, int | None] | None:
+    """Normalise any provider's usage object or dict to :data:`USAGE_KEYS`.
+
+    Understands OpenAI Chat Completions (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
+    ``completion_tokens_details.reasoning_tokens``), the Responses API (``input_tokens``,
+    ``output_tokens`` and their ``*_details``), DeepSeek (``prompt_cache_hit_tokens``), DashScope
+    (``input_tokens``/``output_tokens``, ``prompt_tokens_details.cached_tokens``) and Anthropic-style
+    ``cache_read_input_tokens``.  Returns ``None`` when no count is present at all.
+    """
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping) and hasattr(usage, "model_dump"):
+        usage = usage.model_dump()
+    prompt = _first(_get(usage, "prompt_tokens"), _get(usage, "input_tokens"))
+    completion = _first(_get(usage, "completion_tokens"), _get(usage, "output_tokens"))
+    total = _first(_get(usage, "total_tokens"))
+    pdet = _get(usage, "prompt_tokens_details") or _get(usage, "input_tokens_details")
+    cdet = _get(usage, "completion_tokens_details") or _get(usage, "output_tokens_details")
+    cached = _first(
+        _get(pdet, "cached_tokens"),
+        _get(usage, "prompt_cache_hit_tokens"),
+        _get(usage, "cached_tokens"),
+        _get(usage, "cache_read_input_tokens"),
+    )
+    reasoning = _first(_get(cdet, "reasoning_tokens"), _get(usage, "reasoning_tokens"))
+    if prompt is None and completion is None and total is None:
+        return None
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "cached_tokens": cached,
+        "reasoning_tokens": reasoning,
+    }
+
+
+def prompt_digest(messages: Any = None, prompt: str | None = None, tools: Any = None) -> str:
+    """SHA-256 of the canonical JSON of a prompt (messages or plain prompt, plus tools).
+
+    Identical prompts give identical digests across services and hosts; the digest reveals no text.
+    """
+    payload = {"messages": messages, "prompt": prompt, "tools": tools}
+    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
