@@ -1,0 +1,19 @@
+"""The ``llmtally`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import click
+
+from ._count import count, which
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llmtally")
+def main() -> None:
+    """Exact LLM token accounting: count, recount, reconcile and report."""
+
+
+main.add_command(count)
+main.add_command(which)

@@ -1,0 +1,271 @@
+"""Counters for Hugging Face tokenizer folders (``tokenizer.json`` + chat template).
+
+Counting uses the ``tokenizers`` library directly and renders chat templates with
+:class:`~llmtally.tokens._template.ChatTemplate`, so recount workers never import transformers.
+A prompt is counted as transformers' ``apply_chat_template(..., tokenize=True)`` and vLLM's chat
+endpoint count it: render the template, then encode the string with ``add_special_tokens=False``
+(special tokens written by the template, or typed by a user, parse as single tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+
+from .._exceptions import InputError, TokenizerLoadError
+from ._base import BatchItem
+from ._template import ChatTemplate
+
+__all__ = ["HFCounter", "load_hf_folder"]
+
+_SPECIAL_TOKEN_KEYS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
+
+
+def _token_text(value: Any) -> str | None:
+    """A special token as written in tokenizer_config.json: a string or an ``AddedToken`` dict."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("content"), str):
+        return str(value["content"])
+    return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerLoadError(f"cannot read {path}: {exc}") from exc
+
+
+def _chat_templates(folder: Path, config: Mapping[str, Any]) -> dict[str, str]:
+    """Chat templates by name, with transformers' precedence:
+    ``chat_template.jinja`` > ``chat_template.json`` > ``tokenizer_config.json``."""
+    templates: dict[str, str] = {}
+    raw = config.get("chat_template")
+    if isinstance(raw, str):
+        templates["default"] = raw
+    elif isinstance(raw, list):
+        for entry in raw:
+            if isinstance(entry, Mapping) and isinstance(entry.get("template"), str):
+                templates[str(entry.get("name", "default"))] = str(entry["template"])
+    js = folder / "chat_template.json"
+    if js.is_file():
+        data = _read_json(js)
+        tpl = data.get("chat_template") if isinstance(data, Mapping) else None
+        if isinstance(tpl, str):
+            templates["default"] = tpl
+    jinja_file = folder / "chat_template.jinja"
+    if jinja_file.is_file():
+        templates["default"] = jinja_file.read_text(encoding="utf-8")
+    extra = folder / "additional_chat_templates"
+    if extra.is_dir():
+        for f in sorted(extra.glob("*.jinja")):
+            templates[f.stem] = f.read_text(encoding="utf-8")
+    return templates
+
+
+def _special_tokens(folder: Path, config: Mapping[str, Any]) -> dict[str, str]:
+    merged: dict[str, Any] = {}
+    stm = folder / "special_tokens_map.json"
+    if stm.is_file():
+        data = _read_json(stm)
+        if isinstance(data, Mapping):
+            merged.update(data)
+    merged.update({k: v for k, v in config.items() if k in _SPECIAL_TOKEN_KEYS})
+    out: dict[str, str] = {}
+    for key in _SPECIAL_TOKEN_KEYS:
+        text = _token_text(merged.get(key))
+        if text is not None:
+            out[key] = text
+    return out
+
+
+def _clean(text: str) -> str:
+    """Replace lone surrogates (invalid in UTF-8) with U+FFFD, as a JSON-to-UTF-8 decoder would."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _check_text(text: object, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be a string, not {type(text).__name__}")
+    return text
+
+
+class HFCounter:
+    """Exact counter over a Hugging Face ``tokenizer.json`` and its chat template."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        template: ChatTemplate | None,
+        *,
+        name: str,
+        fingerprint: str,
+        template_defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tok = tokenizer
+        self._template = template
+        self._name = name
+        self._fingerprint = fingerprint
+        self._defaults = dict(template_defaults or {})
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HFCounter(name={self._name!r}, fingerprint={self._fingerprint!r})"
+
+    @property
+    def name(self) -> str:
+        """The folder or repo id this counter was loaded from."""
+        return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of ``tokenizer.json``, the chat templates and the special tokens."""
+        return self._fingerprint
+
+    @property
+    def template(self) -> ChatTemplate | None:
+        """The chat template, or ``None`` when the folder has none."""
+        return self._template
+
+    @property
+    def backend(self) -> Tokenizer:
+        """The underlying ``tokenizers.Tokenizer``."""
+        return self._tok
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Any = None,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
+    ) -> str:
+        """The prompt string the server tokenizes for this chat."""
+        if self._template is None:
+            raise TokenizerLoadError(
+                f"{self._name} has no chat template (tokenizer_config.json 'chat_template', "
+                "chat_template.jinja or chat_template.json); count plain text with count() instead"
+            )
+        del tool_choice  # HF templates do not see tool_choice; vLLM applies it outside the prompt
+        kwargs = {**self._defaults, **template_kwargs}
+        return self._template.render(
+            messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
+        )
+
+    def _encode_lengths(self, texts: list[str]) -> list[int]:
+        try:
+            encs = self._tok.encode_batch_fast(texts, add_special_tokens=False)
+        except TypeError as exc:
+            # tokenizers refuses str holding lone surrogates; retry once with them replaced
+            cleaned = [_clean(t) for t in texts]
+            if cleaned == texts:
+                raise InputError(f"tokenizer failed on input: {exc}") from exc
+            encs = self._tok.encode_batch_fast(cleaned, add_special_tokens=False)
+        return [len(e.ids) for e in encs]
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text``, no special tokens added."""
+        _check_text(text)
+        if not text:
+            return 0
+        return self._encode_lengths([text])[0]
+
+    def count_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Any = None,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
+    ) -> int:
+        """Prompt tokens the server bills: the rendered template, encoded without added specials."""
+        rendered = self.render(messages, tools, tool_choice, add_generation_prompt, **template_kwargs)
+        return self._encode_lengths([rendered])[0] if rendered else 0
+
+    def render_item(self, item: BatchItem) -> str:
+        """The string a batch item is encoded as (a text as is, a chat rendered)."""
+        if isinstance(item, str):
+            return item
+        if not isinstance(item, Mapping) or "messages" not in item:
+            raise InputError('a batch item must be a string or an object with "messages"')
+        kwargs = item.get("template_kwargs") or {}
+        if not isinstance(kwargs, Mapping):
+            raise InputError('"template_kwargs" must be an object')
+        return self.render(
+            item["messages"],
+            tools=item.get("tools"),
+            tool_choice=item.get("tool_choice"),
+            add_generation_prompt=bool(item.get("add_generation_prompt", True)),
+            **kwargs,
+        )
+
+    def count_batch(self, items: Sequence[BatchItem]) -> list[int]:
+        """Counts of texts and chats, in order; encoding runs on all cores."""
+        rendered = [self.render_item(it) for it in items]
+        nonempty = [i for i, t in enumerate(rendered) if t]
+        counts = [0] * len(rendered)
+        if nonempty:
+            lengths = self._encode_lengths([rendered[i] for i in nonempty])
+            for i, n in zip(nonempty, lengths, strict=True):
+                counts[i] = n
+        return counts
+
+
+def load_hf_folder(
+    folder: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    template_defaults: Mapping[str, Any] | None = None,
+) -> HFCounter:
+    """Load a counter from a folder holding Hugging Face tokenizer files."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise TokenizerLoadError(f"{path} is not a folder of tokenizer files")
+    tok_file = path / "tokenizer.json"
+    if not tok_file.is_file():
+        raise TokenizerLoadError(
+            f"{path} has no tokenizer.json; llmtally needs the fast-tokenizer file "
+            "(save one with transformers: AutoTokenizer.from_pretrained(...).save_pretrained(folder))"
+        )
+    blob = tok_file.read_bytes()
+    try:
+        tokenizer = Tokenizer.from_str(blob.decode("utf-8"))
+    except Exception as exc:  # tokenizers raises plain Exception on malformed files
+        raise TokenizerLoadError(f"{tok_file} is not a valid tokenizer.json: {exc}") from exc
+    cfg_file = path / "tokenizer_config.json"
+    config: Mapping[str, Any] = {}
+    if cfg_file.is_file():
+        data = _read_json(cfg_file)
+        if not isinstance(data, Mapping):
+            raise TokenizerLoadError(f"{cfg_file} is not a JSON object")
+        config = data
+    templates = _chat_templates(path, config)
+    specials = _special_tokens(path, config)
+    digest = hashlib.sha256(blob)
+    digest.update(json.dumps([sorted(templates.items()), sorted(specials.items())]).encode())
+    template = ChatTemplate(templates, specials) if templates else None
+    return HFCounter(
+        tokenizer,
+        template,
+        name=name or str(path),
+        fingerprint=digest.hexdigest()[:16],
+        template_defaults=template_defaults,
+    )
