@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
+import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from tokenizers import Tokenizer
 
 from .._exceptions import InputError, TokenizerLoadError
 from ._base import BatchItem
+from ._segments import SegmentCounter, segment_splitter
 from ._template import ChatTemplate
 
 __all__ = ["HFCounter", "load_hf_folder"]
 
+_CHUNK = 512
 _SPECIAL_TOKEN_KEYS = (
     "bos_token",
     "eos_token",
@@ -117,6 +120,7 @@ class HFCounter:
         name: str,
         fingerprint: str,
         template_defaults: Mapping[str, Any] | None = None,
+        splitter: re.Pattern[str] | None = None,
     ) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
@@ -125,7 +129,7 @@ class HFCounter:
         self._name = name
         self._fingerprint = fingerprint
         self._defaults = dict(template_defaults or {})
-        self._lock = threading.Lock()
+        self._segments = SegmentCounter(splitter, self._encode_lengths) if splitter is not None else None
 
     def __repr__(self) -> str:
         return f"HFCounter(name={self._name!r}, fingerprint={self._fingerprint!r})"
@@ -171,6 +175,8 @@ class HFCounter:
         )
 
     def _encode_lengths(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
         try:
             encs = self._tok.encode_batch_fast(texts, add_special_tokens=False)
         except TypeError as exc:
@@ -186,7 +192,12 @@ class HFCounter:
         _check_text(text)
         if not text:
             return 0
-        return self._encode_lengths([text])[0]
+        return self._lengths([text])[0]
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        if self._segments is not None:
+            return self._segments.count(texts)
+        return self._encode_lengths(texts)
 
     def count_messages(
         self,
@@ -198,7 +209,7 @@ class HFCounter:
     ) -> int:
         """Prompt tokens the server bills: the rendered template, encoded without added specials."""
         rendered = self.render(messages, tools, tool_choice, add_generation_prompt, **template_kwargs)
-        return self._encode_lengths([rendered])[0] if rendered else 0
+        return self._lengths([rendered])[0] if rendered else 0
 
     def render_item(self, item: BatchItem) -> str:
         """The string a batch item is encoded as (a text as is, a chat rendered)."""
@@ -218,14 +229,21 @@ class HFCounter:
         )
 
     def count_batch(self, items: Sequence[BatchItem]) -> list[int]:
-        """Counts of texts and chats, in order; encoding runs on all cores."""
-        rendered = [self.render_item(it) for it in items]
-        nonempty = [i for i, t in enumerate(rendered) if t]
-        counts = [0] * len(rendered)
-        if nonempty:
-            lengths = self._encode_lengths([rendered[i] for i in nonempty])
-            for i, n in zip(nonempty, lengths, strict=True):
-                counts[i] = n
+        """Counts of texts and chats, in order.
+
+        Templates render (Python, one core) while the previous chunk encodes (Rust, all cores, GIL
+        released), so rendering hides behind encoding.
+        """
+        counts: list[int] = []
+        pending: Future[list[int]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtally-encode") as pool:
+            for start in range(0, len(items), _CHUNK):
+                rendered = [self.render_item(it) for it in items[start : start + _CHUNK]]
+                if pending is not None:
+                    counts.extend(pending.result())
+                pending = pool.submit(self._lengths, rendered)
+            if pending is not None:
+                counts.extend(pending.result())
         return counts
 
 
@@ -234,8 +252,13 @@ def load_hf_folder(
     *,
     name: str | None = None,
     template_defaults: Mapping[str, Any] | None = None,
+    segment_cache: bool = True,
 ) -> HFCounter:
-    """Load a counter from a folder holding Hugging Face tokenizer files."""
+    """Load a counter from a folder holding Hugging Face tokenizer files.
+
+    ``segment_cache`` counts pieces between added tokens once each (see ``_segments``); it is used
+    only where the tokenizer makes that exact, and ``False`` always encodes whole strings.
+    """
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise TokenizerLoadError(f"{path} is not a folder of tokenizer files")
@@ -247,7 +270,9 @@ def load_hf_folder(
         )
     blob = tok_file.read_bytes()
     try:
-        tokenizer = Tokenizer.from_str(blob.decode("utf-8"))
+        text = blob.decode("utf-8")
+        tokenizer = Tokenizer.from_str(text)
+        spec = json.loads(text)
     except Exception as exc:  # tokenizers raises plain Exception on malformed files
         raise TokenizerLoadError(f"{tok_file} is not a valid tokenizer.json: {exc}") from exc
     cfg_file = path / "tokenizer_config.json"
@@ -268,4 +293,5 @@ def load_hf_folder(
         name=name or str(path),
         fingerprint=digest.hexdigest()[:16],
         template_defaults=template_defaults,
+        splitter=segment_splitter(spec) if segment_cache else None,
     )
