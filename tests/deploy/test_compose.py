@@ -1,0 +1,121 @@
+"""The compose file declares the deployment the README describes; images use requirements.txt."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import REPO_ROOT
+
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+    "airflow-init",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == AIRFLOW_SERVICES | {"postgres", "redis"}
+
+
+def test_celery_executor_with_redis_and_shared_secrets(compose: dict[str, Any]) -> None:
+    for name in AIRFLOW_SERVICES:
+        env = _env(compose["services"][name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"):
+            assert env[key].startswith("${"), f"{name}: {key} must come from the environment"
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert env["AIRFLOW_CONN_LLM_USAGE_DB"].endswith("@postgres:5432/llm_usage"), name
+        assert "AIRFLOW_CONN_SMTP_DEFAULT" in env and "AIRFLOW_VAR_LLM_USAGE_LOG_DIRS" in env
+
+
+def test_separate_databases_for_metadata_and_aggregates(compose: dict[str, Any]) -> None:
+    env = _env(compose["services"]["airflow-scheduler"])
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow")
+    init = (REPO_ROOT / "docker" / "init-db.sh").read_text(encoding="utf-8")
+    assert "CREATE DATABASE llm_usage" in init
+    mounts = compose["services"]["postgres"]["volumes"]
+    assert any("init-db.sh:/docker-entrypoint-initdb.d/" in m for m in mounts)
+
+
+def test_gpu_worker_serves_gpu_queue_with_reserved_gpu(compose: dict[str, Any]) -> None:
+    gpu = compose["services"]["airflow-worker-gpu"]
+    assert "--queues gpu" in gpu["command"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert gpu["build"]["dockerfile"] == "docker/gpu-worker.Dockerfile"
+    dockerfile = (REPO_ROOT / "docker" / "gpu-worker.Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM pytorch/pytorch:[\w.]+-cuda[\w.]+-cudnn\d+-(runtime|devel)$", dockerfile, re.M)
+    cpu = compose["services"]["airflow-worker"]
+    assert "--queues default" in cpu["command"]
+
+
+def test_service_logs_are_mounted_read_only_into_workers(compose: dict[str, Any]) -> None:
+    for name in ("airflow-worker", "airflow-worker-gpu"):
+        vols = compose["services"][name]["volumes"]
+        logs = [v for v in vols if ":/data/logs" in v]
+        assert logs and all(v.endswith(":ro") for v in logs), name
+        assert any(v.endswith(":/data/reports") for v in vols)
+        assert any(":/models:ro" in v for v in vols)
+
+
+def test_health_checks_restart_and_init(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        if name == "airflow-init":
+            assert "airflow db migrate" in svc["command"][-1]
+            assert "llmtally" in svc["command"][-1]
+            continue
+        assert "healthcheck" in svc, name
+        assert svc.get("restart") == "always", name
+
+
+def _requirement_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        names.add(re.split(r"[\[=<>~ ]", line, maxsplit=1)[0].lower())
+    return names
+
+
+def test_images_install_requirements_txt() -> None:
+    req = _requirement_names((REPO_ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    assert {"apache-airflow", "apache-airflow-providers-postgres", "transformers", "torch", "pandas"} <= req
+    cpu = (REPO_ROOT / "docker" / "airflow.Dockerfile").read_text(encoding="utf-8")
+    assert "COPY --chown=airflow:root requirements.txt constraints.txt" in cpu
+    assert "pip install --no-cache-dir -r requirements.txt" in cpu
+    gpu = (REPO_ROOT / "docker" / "gpu-worker.Dockerfile").read_text(encoding="utf-8")
+    # the GPU image keeps its CUDA torch and installs every other pin unchanged
+    assert "grep -v '^torch==' requirements.txt" in gpu and "grep -v '^torch==' constraints.txt" in gpu
+    assert "pip install --no-cache-dir -r /tmp/requirements-gpu.txt" in gpu
+    airflow_pin = re.search(r"^apache-airflow==([\d.]+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M)
+    assert airflow_pin and f"apache/airflow:{airflow_pin.group(1)}-" in cpu
+
+
+def test_every_requirement_is_pinned_by_constraints() -> None:
+    req = _requirement_names((REPO_ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    pinned = _requirement_names(Path(REPO_ROOT / "constraints.txt").read_text(encoding="utf-8"))
+    normalise = lambda n: n.replace("_", "-")  # noqa: E731
+    assert {normalise(n) for n in req} <= {normalise(n) for n in pinned}
