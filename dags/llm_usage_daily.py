@@ -1,0 +1,99 @@
+"""llm_usage_daily: yesterday's LLM usage, recounted exactly, loaded into PostgreSQL, reported.
+
+Scheduled at 02:00 Asia/Shanghai; the run whose data interval starts on day D reports D (see
+``llmtally.jobs._day``).  Trigger with ``{"day": "YYYY-MM-DD"}`` to (re)process any day; a re-run
+replaces that day.  Wiring only: every task is one call into ``llmtally.jobs.daily``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+
+TZ = os.environ.get("LLMTALLY_TIMEZONE", "Asia/Shanghai")
+RECOUNT_QUEUE = os.environ.get("LLMTALLY_RECOUNT_QUEUE", "gpu")
+# History to catch up on when the DAG is first unpaused (backfills can go further back).
+START = pendulum.parse(os.environ.get("LLMTALLY_START_DATE", "2026-01-01"), tz=TZ)
+CATCHUP = os.environ.get("LLMTALLY_CATCHUP", "true").lower() in ("1", "true", "yes")
+
+
+@dag(
+    dag_id="llm_usage_daily",
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone=TZ),
+    start_date=START,
+    catchup=CATCHUP,
+    max_active_runs=4,
+    dagrun_timeout=timedelta(hours=6),
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=2)},
+    tags=["llmtally"],
+    params={
+        "day": Param(None, type=["null", "string"], format="date", description="Day to process (YYYY-MM-DD)"),
+        "sources": Param(
+            None, type=["null", "array"], description="Log folders or globs (default: Variable)"
+        ),
+        "recipients": Param(
+            None, type=["null", "array"], description="Report recipients (default: Variable)"
+        ),
+        "lang": Param(None, type=["null", "string"], enum=[None, "zh", "en"], description="Report language"),
+        "dry_run": Param(False, type="boolean", description="Compute and report in the log only"),
+    },
+    doc_md=__doc__,
+)
+def llm_usage_daily() -> None:
+    @task
+    def plan() -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.plan(get_current_context())
+
+    @task
+    def collect(p: dict[str, object]) -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.collect(p)
+
+    @task
+    def parse(p: dict[str, object], files: dict[str, object]) -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.parse(p, files)
+
+    @task(queue=RECOUNT_QUEUE)
+    def recount(p: dict[str, object], parsed: dict[str, object]) -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.recount(p, parsed)
+
+    @task
+    def reconcile(p: dict[str, object], counted: dict[str, object]) -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.reconcile(p, counted)
+
+    @task
+    def load(p: dict[str, object], reconciled: dict[str, object]) -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.load(p, reconciled)
+
+    @task(retries=3, retry_delay=timedelta(minutes=2))
+    def report(p: dict[str, object], loaded: dict[str, object]) -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.report(p, loaded)
+
+    @task(trigger_rule="all_done", retries=0)
+    def cleanup(p: dict[str, object]) -> None:
+        from llmtally.jobs import daily
+
+        daily.cleanup(p)
+
+    p = plan()
+    loaded = load(p, reconcile(p, recount(p, parse(p, collect(p)))))
+    report(p, loaded) >> cleanup(p)
+
+
+llm_usage_daily()

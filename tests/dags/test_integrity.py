@@ -1,0 +1,52 @@
+"""DAG integrity: imports fast, no import errors, tasks and queues as documented."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support import REPO_ROOT
+
+
+def test_dag_file_imports_fast_and_light() -> None:
+    code = (
+        "import time, sys; t = time.perf_counter(); import runpy; "
+        f"runpy.run_path({str(REPO_ROOT / 'dags' / 'llm_usage_daily.py')!r}); "
+        "heavy = [m for m in ('llmtally.jobs.daily', 'transformers', 'torch', 'pandas', 'matplotlib', 'tokenizers') "
+        "if m in sys.modules]; print(time.perf_counter() - t); print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, heavy = (
+        out.stdout.strip().splitlines()[-2:] if out.stdout.strip().count("\n") else (out.stdout, "")
+    )
+    assert heavy.strip() == "", f"DAG parsing imported {heavy}"
+    # the issue asks for an import under 2 s; the measurement includes importing airflow.sdk itself
+    assert float(seconds) < 2.0
+
+
+def test_dagbag_has_no_import_errors_and_documented_tasks() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["llm_usage_daily"]
+    assert {t.task_id for t in dag.tasks} == {
+        "plan",
+        "collect",
+        "parse",
+        "recount",
+        "reconcile",
+        "load",
+        "report",
+        "cleanup",
+    }
+    assert dag.get_task("recount").queue == "gpu"
+    assert dag.get_task("parse").queue == "default"
+    assert dag.catchup is True
+    assert set(dag.params.keys()) == {"day", "sources", "recipients", "lang", "dry_run"}
+    assert dag.get_task("cleanup").trigger_rule == "all_done"
+    assert dag.get_task("load").retries == 2
+    assert dag.get_task("recount").execution_timeout is not None
+    # collect -> parse -> recount -> reconcile -> load -> report -> cleanup
+    assert dag.get_task("recount").upstream_task_ids == {"plan", "parse"}
+    assert dag.get_task("report").upstream_task_ids == {"plan", "load"}
