@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from llmtally._exceptions import ConfigError
 from llmtally.jobs._day import day_bounds, report_day
 
 TZ = "Asia/Shanghai"
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_day_param_wins_over_everything() -> None:
