@@ -42,6 +42,8 @@ def test_text_counts_are_exact(pair: tuple[HFCounter, Any]) -> None:
         expected = len(ref.encode(text, add_special_tokens=False))
         assert ours.count(text) == expected, f"difference on {text[:40]!r}"
     assert ours.count_batch(TEXTS) == [len(ref.encode(t, add_special_tokens=False)) for t in TEXTS]
+    # a raw prompt (completions endpoint) gets the post-processor's specials, e.g. Llama's BOS
+    assert [ours.count(t, add_special_tokens=True) for t in TEXTS] == [len(ref.encode(t)) for t in TEXTS]
 
 
 @pytest.mark.parametrize("pair", FAMILIES, indirect=True)

@@ -29,8 +29,9 @@ class TokenCounter(Protocol):
         """Stable hash of the tokenizer files and chat template (16 hex chars)."""
         ...
 
-    def count(self, text: str) -> int:
-        """Tokens of ``text`` with no special tokens added (added tokens in the text still parse)."""
+    def count(self, text: str, *, add_special_tokens: bool = False) -> int:
+        """Tokens of ``text`` (added tokens in the text still parse); ``add_special_tokens`` also
+        counts what the tokenizer adds around a raw prompt (e.g. BOS)."""
         ...
 
     def count_messages(

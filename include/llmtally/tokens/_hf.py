@@ -187,9 +187,15 @@ class HFCounter:
             encs = self._tok.encode_batch_fast(cleaned, add_special_tokens=False)
         return [len(e.ids) for e in encs]
 
-    def count(self, text: str) -> int:
-        """Tokens of ``text``, no special tokens added."""
+    def count(self, text: str, *, add_special_tokens: bool = False) -> int:
+        """Tokens of ``text``; ``add_special_tokens=True`` adds what the tokenizer's post-processor
+        adds (e.g. BOS), as a completions endpoint does for a raw prompt."""
         _check_text(text)
+        if add_special_tokens:
+            try:
+                return len(self._tok.encode(text, add_special_tokens=True).ids)
+            except TypeError:
+                return len(self._tok.encode(_clean(text), add_special_tokens=True).ids)
         if not text:
             return 0
         return self._lengths([text])[0]

@@ -77,8 +77,9 @@ class TiktokenCounter:
         """Hash of the encoding's identity."""
         return self._fingerprint
 
-    def count(self, text: str) -> int:
-        """Tokens of ``text``; special-token look-alikes count as plain text."""
+    def count(self, text: str, *, add_special_tokens: bool = False) -> int:
+        """Tokens of ``text``; special-token look-alikes count as plain text (OpenAI adds none)."""
+        del add_special_tokens
         if not isinstance(text, str):
             raise InputError(f"text must be a string, not {type(text).__name__}")
         return len(self._enc.encode_ordinary(text)) if text else 0
