@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -69,3 +70,107 @@ def logged_requests(n: int, seed: int = 11) -> list[dict[str, Any]]:
             reply = " ".join(rng.choice(pool) for _ in range(rng.randint(1, 4)))
             history.append({"role": "assistant", "content": reply + f" #{rng.randint(0, 10**6)}"})
     return out[:n]
+
+
+_SYLLABLES = [
+    "ka",
+    "to",
+    "ri",
+    "mon",
+    "ex",
+    "str",
+    "ing",
+    "al",
+    "de",
+    "vel",
+    "pro",
+    "cess",
+    "data",
+    "tion",
+    "er",
+]
+_HANZI = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处理府研质信"
+_IDENT = ["user_id", "order", "items", "total", "config", "handler", "records", "session", "payload", "retry"]
+
+
+def _zipf_words(rng: random.Random, lexicon: list[str], k: int) -> list[str]:
+    """``k`` words drawn with P(rank r) proportional to 1/r (Zipf's law)."""
+    weights = _ZIPF.get(len(lexicon))
+    if weights is None:
+        weights = _ZIPF[len(lexicon)] = list(itertools.accumulate(1 / r for r in range(1, len(lexicon) + 1)))
+    return rng.choices(lexicon, cum_weights=weights, k=k)
+
+
+_ZIPF: dict[int, list[float]] = {}
+
+
+def _lexicons(seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    en = sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(30000)})
+    rng.shuffle(en)
+    zh = sorted({"".join(rng.choice(_HANZI) for _ in range(rng.randint(1, 3))) for _ in range(30000)})
+    rng.shuffle(zh)
+    return en, zh
+
+
+def _code_snippet(rng: random.Random) -> str:
+    name = rng.choice(_IDENT) + "_" + str(rng.randint(0, 999))
+    field = rng.choice(_IDENT)
+    return (
+        f"```python\ndef {name}(event: dict) -> int:\n"
+        f"    {field} = event.get('{field}', [])  # {rng.randint(0, 10**6)}\n"
+        f"    if len({field}) > {rng.randint(1, 500)}:\n"
+        f'        raise ValueError(f"too many {field}: {{len({field})}}")\n'
+        f"    return sum(x['{rng.choice(_IDENT)}'] for x in {field})\n```"
+    )
+
+
+def tool_code_chats(n: int, seed: int = 23) -> list[dict[str, Any]]:
+    """``n`` chats with code, tool definitions and Zipf-distributed vocabulary (many distinct words)."""
+    rng = random.Random(seed)
+    en, zh = _lexicons(seed)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"lookup_{rng.choice(_IDENT)}",
+                "description": "Look up a record by id and return its fields as JSON.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "fields": {"type": "array"}},
+                    "required": ["id"],
+                },
+            },
+        }
+        for _ in range(3)
+    ]
+    out: list[dict[str, Any]] = []
+    for _ in range(n):
+        lex = zh if rng.random() < 0.5 else en
+        sep = "" if lex is zh else " "
+        msgs: list[dict[str, str]] = [
+            {"role": "system", "content": rng.choice(SYSTEM) or "You are a coding assistant."}
+        ]
+        for _t in range(rng.randint(1, 3)):
+            ask = sep.join(_zipf_words(rng, lex, rng.randint(5, 60)))
+            if rng.random() < 0.5:
+                ask += "\n\n" + _code_snippet(rng)
+            msgs.append({"role": "user", "content": ask})
+            reply = sep.join(_zipf_words(rng, lex, rng.randint(10, 120)))
+            if rng.random() < 0.4:
+                reply += "\n" + _code_snippet(rng)
+            msgs.append({"role": "assistant", "content": reply})
+        msgs.append({"role": "user", "content": sep.join(_zipf_words(rng, lex, rng.randint(3, 30)))})
+        chat: dict[str, Any] = {"messages": msgs}
+        if rng.random() < 0.3:
+            chat["tools"] = tools[: rng.randint(1, 3)]
+        out.append(chat)
+    return out
+
+
+def day_of_logs(n: int, seed: int = 31) -> list[dict[str, Any]]:
+    """A realistic day: 70 % re-sent chat-service requests, 30 % code/tool chats, interleaved."""
+    k = int(n * 0.3)
+    mixed = logged_requests(n - k, seed) + tool_code_chats(k, seed + 1)
+    random.Random(seed).shuffle(mixed)
+    return mixed

@@ -10,7 +10,8 @@ from typing import IO, Any
 import click
 
 from .._exceptions import InputError, LlmtallyError
-from ..tokens import BatchItem, TokenCounter, load_tokenizer, resolve_model
+from ..tokens import BatchItem, RecountEngine, TokenCounter, load_engine, load_tokenizer, resolve_model
+from ..tokens._engine import DEVICES, ENGINES
 
 __all__ = ["count", "which"]
 
@@ -92,6 +93,13 @@ def _read_json_file(path: str, what: str) -> Any:
 )
 @click.option("--no-generation-prompt", is_flag=True, help="Do not add the assistant generation prompt.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"tokens": N} instead of N.')
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="Recount path (same counts): tokenizers, cached (pre-token cache), gpu (torch BPE), auto "
+    "(fastest measured here).  Default: [recount] engine in llmtally.toml, else tokenizers.",
+)
+@click.option("--device", type=click.Choice(DEVICES), help="For --engine gpu/auto: cpu, cuda or auto.")
 def count(
     text: str | None,
     model: str | None,
@@ -101,6 +109,8 @@ def count(
     jsonl_file: str | None,
     no_generation_prompt: bool,
     as_json: bool,
+    engine: str | None,
+    device: str | None,
 ) -> None:
     """Count tokens exactly as the model's server bills them.
 
@@ -111,7 +121,7 @@ def count(
     if sum(x is not None for x in (text, messages_file, jsonl_file)) > 1:
         raise click.UsageError("give only one of TEXT, --messages or --jsonl")
     try:
-        counter = _counter(model, tokenizer)
+        counter: TokenCounter = load_engine(_counter(model, tokenizer), engine, device)
         if jsonl_file is not None:
             _count_jsonl(counter, jsonl_file)
             return
@@ -144,8 +154,12 @@ def _count_jsonl(counter: TokenCounter, path: str) -> None:
             click.echo("\n".join(lines))
             total += sum(counts)
             bar.update(len(chunk))
+    how = f"; {counter.summary()}" if isinstance(counter, RecountEngine) else ""
+    if isinstance(counter, RecountEngine):
+        counter.close()
     click.echo(
-        f"llmtally: {len(parsed)} item(s), {total} tokens ({counter.name}, {counter.fingerprint})", err=True
+        f"llmtally: {len(parsed)} item(s), {total} tokens ({counter.name}, {counter.fingerprint}{how})",
+        err=True,
     )
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,7 @@ class HFCounter:
         self._name = name
         self._fingerprint = fingerprint
         self._defaults = dict(template_defaults or {})
+        self._splitter = splitter
         self._segments = SegmentCounter(splitter, self._encode_lengths) if splitter is not None else None
 
     def __repr__(self) -> str:
@@ -153,6 +154,27 @@ class HFCounter:
     def backend(self) -> Tokenizer:
         """The underlying ``tokenizers.Tokenizer``."""
         return self._tok
+
+    @property
+    def splits_on_added_tokens(self) -> bool:
+        """Whether pieces between added tokens are counted independently (see ``_segments``)."""
+        return self._splitter is not None
+
+    def with_piece_counter(self, count_pieces: Callable[[list[str]], list[int]]) -> HFCounter:
+        """A counter sharing this one's tokenizer and template whose pieces between added tokens are
+        counted by ``count_pieces`` (a recount engine); needs :attr:`splits_on_added_tokens`."""
+        if self._splitter is None:
+            raise TokenizerLoadError(f"{self._name}: pieces between added tokens are not context-free")
+        twin = HFCounter(
+            self._tok,
+            self._template,
+            name=self._name,
+            fingerprint=self._fingerprint,
+            template_defaults=self._defaults,
+        )
+        twin._splitter = self._splitter
+        twin._segments = SegmentCounter(self._splitter, count_pieces)
+        return twin
 
     def render(
         self,

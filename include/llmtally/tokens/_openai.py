@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +47,29 @@ REPLY_PRIMING = 3
 IMAGE_PART_TOKENS = 85  # a low-detail image; high detail costs more and is not modelled
 
 
+class _Tally:
+    """A prompt's tokens as fixed overheads plus the texts still to be counted."""
+
+    __slots__ = ("fixed", "texts")
+
+    def __init__(self) -> None:
+        self.fixed = 0
+        self.texts: list[str] = []
+
+
 class TiktokenCounter:
     """Counts as the OpenAI API bills, for one tiktoken encoding."""
 
-    def __init__(self, encoding: Any, *, name: str) -> None:
+    def __init__(
+        self,
+        encoding: Any,
+        *,
+        name: str,
+        count_texts: Callable[[list[str]], list[int]] | None = None,
+    ) -> None:
         self._enc = encoding
         self._name = name
+        self._count_texts = count_texts
         self._costs = _TOOL_COSTS.get(encoding.name, _TOOL_COSTS["o200k_base"])
         # tiktoken files are content-addressed; the encoding name plus its mergeable ranks hash pins them
         h = hashlib.sha256(f"tiktoken:{encoding.name}:{encoding.n_vocab}".encode())
@@ -73,76 +90,130 @@ class TiktokenCounter:
         return str(self._enc.name)
 
     @property
+    def encoding(self) -> Any:
+        """The underlying ``tiktoken.Encoding``."""
+        return self._enc
+
+    @property
     def fingerprint(self) -> str:
         """Hash of the encoding's identity."""
         return self._fingerprint
+
+    def with_text_counter(self, count_texts: Callable[[list[str]], list[int]]) -> TiktokenCounter:
+        """A counter for the same encoding whose texts are counted by ``count_texts`` (a recount engine)."""
+        return TiktokenCounter(self._enc, name=self._name, count_texts=count_texts)
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        if self._count_texts is not None:
+            return self._count_texts(texts)
+        # tiktoken's batch call starts a thread pool per call: it pays off for long texts only
+        if len(texts) >= 16 and sum(map(len, texts)) >= 16_384 * len(texts):
+            batch = self._enc.encode_ordinary_batch(texts, num_threads=os.cpu_count() or 1)
+            return [len(ids) for ids in batch]
+        encode = self._enc.encode_ordinary
+        return [len(encode(t)) if t else 0 for t in texts]
+
+    def _total(self, tally: _Tally) -> int:
+        return tally.fixed + sum(self._lengths(tally.texts))
 
     def count(self, text: str, *, add_special_tokens: bool = False) -> int:
         """Tokens of ``text``; special-token look-alikes count as plain text (OpenAI adds none)."""
         del add_special_tokens
         if not isinstance(text, str):
             raise InputError(f"text must be a string, not {type(text).__name__}")
-        return len(self._enc.encode_ordinary(text)) if text else 0
+        return self._lengths([text])[0] if text else 0
 
-    def _value_tokens(self, value: Any) -> int:
+    @staticmethod
+    def _value(value: Any, tally: _Tally) -> None:
         if value is None:
-            return 0
+            return
         if isinstance(value, str):
-            return self.count(value)
-        if isinstance(value, list):  # content parts
-            total = 0
+            tally.texts.append(value)
+        elif isinstance(value, list):  # content parts
             for part in value:
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                    total += self.count(part["text"])
+                    tally.texts.append(part["text"])
                 elif isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image"):
-                    total += IMAGE_PART_TOKENS
+                    tally.fixed += IMAGE_PART_TOKENS
                 else:
-                    total += self.count(json.dumps(part, ensure_ascii=False))
-            return total
-        return self.count(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+                    tally.texts.append(json.dumps(part, ensure_ascii=False))
+        else:
+            tally.texts.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
-    def _json_tokens(self, value: Mapping[str, Any], skip: frozenset[str]) -> int:
+    @staticmethod
+    def _json(value: Mapping[str, Any], skip: frozenset[str], tally: _Tally) -> None:
         extra = {k: v for k, v in value.items() if k not in skip}
-        return self.count(json.dumps(extra, ensure_ascii=False)) if extra else 0
+        if extra:
+            tally.texts.append(json.dumps(extra, ensure_ascii=False))
 
-    def count_tools(self, tools: Sequence[Mapping[str, Any]], tool_choice: Any = None) -> int:
-        """Tokens the tool definitions (and a forced ``tool_choice``) add to a prompt."""
+    def _tools(self, tools: Sequence[Mapping[str, Any]], tool_choice: Any, tally: _Tally) -> None:
         c = self._costs
-        total = 0
         for tool in tools:
             fn = tool.get("function", tool) if isinstance(tool, Mapping) else None
             if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
                 raise InputError('each tool needs {"type": "function", "function": {"name": ...}}')
-            total += c.func_init
+            tally.fixed += c.func_init
             desc = str(fn.get("description") or "")
-            total += self.count(fn["name"] + ":" + desc.removesuffix("."))
-            total += self._json_tokens(fn, _MODELLED_FUNCTION_KEYS)
+            tally.texts.append(fn["name"] + ":" + desc.removesuffix("."))
+            self._json(fn, _MODELLED_FUNCTION_KEYS, tally)
             params = fn.get("parameters") or {}
             props = params.get("properties") or {}
             if props:
-                total += c.prop_init
+                tally.fixed += c.prop_init
                 for key, prop in props.items():
                     prop = prop if isinstance(prop, Mapping) else {}
-                    total += c.prop_key
+                    tally.fixed += c.prop_key
                     ptype = prop.get("type", "")
                     ptype = "|".join(map(str, ptype)) if isinstance(ptype, list) else str(ptype)
                     if "enum" in prop:
-                        total += c.enum_init
+                        tally.fixed += c.enum_init
                         for item in prop["enum"]:
-                            total += c.enum_item + self.count(str(item))
+                            tally.fixed += c.enum_item
+                            tally.texts.append(str(item))
                     pdesc = str(prop.get("description") or "").removesuffix(".")
-                    total += self.count(f"{key}:{ptype}:{pdesc}")
-                    total += self._json_tokens(prop, _MODELLED_PROPERTY_KEYS)
-            total += self._json_tokens(params, _MODELLED_PARAMETER_KEYS)
+                    tally.texts.append(f"{key}:{ptype}:{pdesc}")
+                    self._json(prop, _MODELLED_PROPERTY_KEYS, tally)
+            self._json(params, _MODELLED_PARAMETER_KEYS, tally)
         if tools:
-            total += c.func_end
+            tally.fixed += c.func_end
         if tool_choice == "none" or tool_choice == "required":
-            total += 1
+            tally.fixed += 1
         elif isinstance(tool_choice, Mapping):
             fn = tool_choice.get("function", tool_choice)
             name = fn.get("name") if isinstance(fn, Mapping) else None
-            total += 4 + (self.count(name) if isinstance(name, str) else 0)
-        return total
+            tally.fixed += 4
+            if isinstance(name, str):
+                tally.texts.append(name)
+
+    def count_tools(self, tools: Sequence[Mapping[str, Any]], tool_choice: Any = None) -> int:
+        """Tokens the tool definitions (and a forced ``tool_choice``) add to a prompt."""
+        tally = _Tally()
+        self._tools(tools, tool_choice, tally)
+        return self._total(tally)
+
+    def _messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        tool_choice: Any,
+        add_generation_prompt: bool,
+    ) -> _Tally:
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+            raise InputError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
+        tally = _Tally()
+        for i, msg in enumerate(messages):
+            if not isinstance(msg, Mapping):
+                raise InputError(f"message {i} is not an object")
+            tally.fixed += TOKENS_PER_MESSAGE
+            for key, value in msg.items():
+                self._value(value, tally)
+                if key == "name":
+                    tally.fixed += TOKENS_PER_NAME
+        if add_generation_prompt:
+            tally.fixed += REPLY_PRIMING
+        if tools:
+            self._tools(tools, tool_choice, tally)
+        return tally
 
     def count_messages(
         self,
@@ -154,44 +225,28 @@ class TiktokenCounter:
     ) -> int:
         """Prompt tokens as the API reports them (cookbook accounting)."""
         del template_kwargs  # OpenAI models have no client-visible template
-        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-            raise InputError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
-        total = 0
-        for i, msg in enumerate(messages):
-            if not isinstance(msg, Mapping):
-                raise InputError(f"message {i} is not an object")
-            total += TOKENS_PER_MESSAGE
-            for key, value in msg.items():
-                total += self._value_tokens(value)
-                if key == "name":
-                    total += TOKENS_PER_NAME
-        if add_generation_prompt:
-            total += REPLY_PRIMING
-        if tools:
-            total += self.count_tools(tools, tool_choice)
-        return total
+        return self._total(self._messages(messages, tools, tool_choice, add_generation_prompt))
 
     def count_batch(self, items: Sequence[BatchItem]) -> list[int]:
-        """Counts in order; plain texts are encoded on all cores."""
-        counts = [0] * len(items)
-        text_idx = [i for i, it in enumerate(items) if isinstance(it, str)]
-        if text_idx:
-            texts = [items[i] for i in text_idx]
-            encoded = self._enc.encode_ordinary_batch(texts, num_threads=os.cpu_count() or 1)
-            for i, ids in zip(text_idx, encoded, strict=True):
-                counts[i] = len(ids)
-        for i, it in enumerate(items):
+        """Counts in order; every text of every item is counted in one call."""
+        tallies: list[_Tally] = []
+        for it in items:
             if isinstance(it, str):
-                continue
-            if not isinstance(it, Mapping) or "messages" not in it:
+                tally = _Tally()
+                if it:
+                    tally.texts.append(it)
+            elif isinstance(it, Mapping) and "messages" in it:
+                tally = self._messages(
+                    it["messages"],
+                    it.get("tools"),
+                    it.get("tool_choice"),
+                    bool(it.get("add_generation_prompt", True)),
+                )
+            else:
                 raise InputError('a batch item must be a string or an object with "messages"')
-            counts[i] = self.count_messages(
-                it["messages"],
-                tools=it.get("tools"),
-                tool_choice=it.get("tool_choice"),
-                add_generation_prompt=bool(it.get("add_generation_prompt", True)),
-            )
-        return counts
+            tallies.append(tally)
+        lengths = iter(self._lengths([t for tally in tallies for t in tally.texts]))
+        return [tally.fixed + sum(next(lengths) for _ in tally.texts) for tally in tallies]
 
 
 def load_tiktoken(model_or_encoding: str) -> TiktokenCounter:
