@@ -27,8 +27,14 @@ def test_public_names_are_pinned() -> None:
         "TokenizerError",
         "TokenizerLoadError",
         "UnknownModelError",
+        "UsageLogger",
+        "UsageMiddleware",
         "__version__",
         "load_tokenizer",
+        "log_token_usage",
+        "tags",
+        "track",
+        "wrap_openai",
     }
     assert expected <= set(llmtally.__all__)
 

@@ -20,6 +20,7 @@ from ._exceptions import (
     TokenizerLoadError,
     UnknownModelError,
 )
+from .logging import UsageLogger, UsageMiddleware, log_token_usage, tags, track, wrap_openai
 from .tokens import TokenCounter, load_tokenizer
 
 __version__ = "0.1.0"
@@ -36,6 +37,12 @@ __all__ = [
     "TokenizerError",
     "TokenizerLoadError",
     "UnknownModelError",
+    "UsageLogger",
+    "UsageMiddleware",
     "__version__",
     "load_tokenizer",
+    "log_token_usage",
+    "tags",
+    "track",
+    "wrap_openai",
 ]

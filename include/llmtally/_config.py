@@ -17,11 +17,17 @@ from ._exceptions import ConfigError
 
 __all__ = [
     "ENV_CONFIG",
+    "ENV_DB_SCHEMA",
+    "ENV_DB_URL",
     "ENV_LOG_DIR",
     "ENV_LOG_DIRS",
+    "ENV_LOG_MAX_QUEUE",
     "ENV_LOG_TEXT",
     "ENV_REPORT_DIR",
+    "ENV_REPORT_FROM",
+    "ENV_REPORT_LANG",
     "ENV_SERVICE",
+    "ENV_SMTP_URL",
     "ENV_TIMEZONE",
     "Config",
     "ModelEntry",
@@ -36,12 +42,26 @@ ENV_LOG_DIRS = "LLMTALLY_LOG_DIRS"
 """Directories or glob patterns the pipeline collects from, separated by ``os.pathsep``."""
 ENV_LOG_TEXT = "LLMTALLY_LOG_TEXT"
 """``full`` (default), ``hash`` or ``prefix:N``: how much raw text the logger keeps."""
+ENV_LOG_MAX_QUEUE = "LLMTALLY_LOG_MAX_QUEUE"
+"""Records a :class:`UsageLogger` may hold unwritten before it drops (default 65536)."""
 ENV_SERVICE = "LLMTALLY_SERVICE"
 """Service name recorded by the logger (default: the program name)."""
 ENV_REPORT_DIR = "LLMTALLY_REPORT_DIR"
 """Directory reports are written into."""
+ENV_REPORT_LANG = "LLMTALLY_REPORT_LANG"
+"""Language of the daily report, ``zh`` or ``en`` (default: ``[report] lang`` in llmtally.toml, else ``zh``)."""
+ENV_REPORT_FROM = "LLMTALLY_REPORT_FROM"
+"""Sender address of report emails sent outside Airflow (default ``llmtally@localhost``)."""
+ENV_SMTP_URL = "LLMTALLY_SMTP_URL"
+"""SMTP server for report emails sent outside Airflow: ``smtp://[user:pw@]host[:port][?starttls=1]``
+or ``smtps://...`` (inside Airflow the ``smtp_default`` connection is used instead)."""
 ENV_TIMEZONE = "LLMTALLY_TIMEZONE"
 """Time zone days are cut in (default ``Asia/Shanghai``)."""
+ENV_DB_URL = "AIRFLOW_CONN_LLM_USAGE_DB"
+"""The aggregate database: the Airflow connection ``llm_usage_db`` as an env var, in URI form
+(``postgresql://user:pw@host:5432/db``) or Airflow's JSON form; read by :func:`llmtally.store.dsn_from_env`."""
+ENV_DB_SCHEMA = "LLMTALLY_DB_SCHEMA"
+"""PostgreSQL schema holding llmtally's tables (default ``llmtally``)."""
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 

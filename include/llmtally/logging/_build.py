@@ -1,0 +1,383 @@
+"""Turn what :meth:`UsageLogger.log` queued into raw records and JSON Lines (background thread only).
+
+Everything here runs on the logger's writer thread: hashing, counting characters, normalising usage,
+applying the text policy (``LLMTALLY_LOG_TEXT``) and serialising.  The record format is documented in
+:mod:`llmtally._record`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from .._exceptions import ConfigError
+from .._record import RECORD_VERSION, normalize_usage, prompt_digest
+
+__all__ = ["Pending", "TextPolicy", "build_record", "encode_records", "new_ids", "record_line"]
+
+# Keys the logger owns: extra fields passed to log() may not overwrite them.
+_RESERVED = frozenset(
+    {"v", "id", "ts", "service", "host", "pid", "text", "prompt_sha256", "prompt_chars", "completion_chars"}
+)
+_TEXT_KEYS = ("messages", "prompt", "completion", "reasoning")
+
+
+class Pending(NamedTuple):
+    """One call to :meth:`UsageLogger.log`, as queued (no work done yet)."""
+
+    logged_at: float
+    ts: Any
+    model: Any
+    messages: Any
+    prompt: Any
+    completion: Any
+    tools: Any
+    usage: Any
+    estimate: Any
+    tags: Any
+    context_tags: Mapping[str, str]
+    latency_ms: Any
+    status: Any
+    request_id: Any
+    fields: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TextPolicy:
+    """How much raw text a record keeps: ``full``, ``hash`` (none) or ``prefix:N`` (first N chars)."""
+
+    mode: str = "full"
+    prefix: int = 0
+
+    @classmethod
+    def parse(cls, value: str | None) -> TextPolicy:
+        """Parse ``full`` | ``hash`` | ``prefix:N``; raise :class:`ConfigError` otherwise."""
+        text = (value or "full").strip().lower()
+        if text in ("full", "hash"):
+            return cls(text)
+        if text.startswith("prefix:"):
+            n = text.removeprefix("prefix:")
+            if n.isdigit():
+                return cls("prefix", int(n))
+        raise ConfigError(
+            f"text policy {value!r} is not one of 'full', 'hash', 'prefix:N' "
+            "(set LLMTALLY_LOG_TEXT or UsageLogger(text=...))"
+        )
+
+    @property
+    def label(self) -> str:
+        """The value recorded in each record's ``text`` key."""
+        return f"prefix:{self.prefix}" if self.mode == "prefix" else self.mode
+
+
+def _content_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, Sequence):
+        n = 0
+        for part in content:
+            if isinstance(part, Mapping):
+                text = part.get("text")
+                if isinstance(text, str):
+                    n += len(text)
+            elif isinstance(part, str):
+                n += len(part)
+        return n
+    return 0
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _plain(obj: Any) -> Any:
+    """Pydantic models (e.g. messages returned by the OpenAI SDK) to plain data."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump) and not isinstance(obj, Mapping | str):
+        return dump(exclude_none=True)
+    return obj
+
+
+def _messages(messages: Any) -> list[Any]:
+    if type(messages) is list or isinstance(messages, Sequence):
+        return [m if type(m) is dict else _plain(m) for m in messages]
+    return messages  # type: ignore[no-any-return]
+
+
+_FAST_USAGE = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
+
+def _usage(usage: Any) -> dict[str, int | None] | None:
+    """:func:`normalize_usage`, with a fast path for the plain ``{prompt, completion[, total]}`` dict."""
+    if type(usage) is dict and usage.keys() <= _FAST_USAGE:
+        p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        t = usage.get("total_tokens", None if p is None or c is None else p + c)
+        if type(p) is int and type(c) is int and type(t) is int:
+            return {
+                "prompt_tokens": p,
+                "completion_tokens": c,
+                "total_tokens": t,
+                "cached_tokens": None,
+                "reasoning_tokens": None,
+            }
+    return normalize_usage(usage)
+
+
+def _prompt_chars(messages: list[Any]) -> int:
+    n = 0
+    for m in messages:
+        content = m.get("content") if type(m) is dict else _get(m, "content")
+        n += len(content) if type(content) is str else _content_chars(content)
+    return n
+
+
+def _cut_messages(messages: Any, n: int) -> Any:
+    if not isinstance(messages, list):
+        return None
+    out = []
+    for m in messages:
+        if not isinstance(m, Mapping):
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            cut: Any = content[:n]
+        elif isinstance(content, list):
+            cut = "".join(p.get("text", "") for p in content if isinstance(p, Mapping))[:n]
+        else:
+            cut = None
+        out.append({"role": m.get("role"), "content": cut})
+    return out
+
+
+def _tool_call_names(tool_calls: Any) -> Any:
+    if not isinstance(tool_calls, list):
+        return None
+    names = []
+    for tc in tool_calls:
+        fn = _get(_plain(tc), "function")
+        names.append({"type": "function", "function": {"name": _get(fn, "name")}})
+    return names
+
+
+_iso_cache: tuple[int, str] = (-1, "")
+
+
+def _iso_epoch(t: float) -> str:
+    """``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, cached per second."""
+    global _iso_cache
+    sec = int(t // 1)
+    us = round((t - sec) * 1e6)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    cached_sec, prefix = _iso_cache
+    if sec != cached_sec:
+        prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _iso_cache = (sec, prefix)
+    return f"{prefix}.{us:06d}+00:00"
+
+
+def _iso(t: Any, fallback: float) -> str:
+    if t is None:
+        return _iso_epoch(fallback)
+    if isinstance(t, datetime):
+        dt = t if t.tzinfo is not None else t.astimezone()
+        return dt.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(t, int | float) and not isinstance(t, bool):
+        return _iso_epoch(float(t))
+    if isinstance(t, str) and t:
+        return t
+    return _iso_epoch(fallback)
+
+
+# prompt_digest()'s canonical JSON, used to hash and to write messages and tools with one encoding.
+_canonical_encode = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+).encode
+_basestring: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+
+
+def _canonical(obj: Any) -> str:
+    if obj is None:
+        return "null"
+    if type(obj) is str:
+        return _basestring(obj)  # type: ignore[no-any-return]
+    return _canonical_encode(obj)
+
+
+_SPLICED = ("messages", "tools")
+
+
+def build_record(
+    p: Pending, *, rid: str, service: str, host: str, pid: int, policy: TextPolicy
+) -> dict[str, Any]:
+    """Build the raw record (see :mod:`llmtally._record`) for one queued call."""
+    return _build(p, rid, service, host, pid, policy, None)
+
+
+def record_line(
+    p: Pending, *, rid: str, service: str, host: str, pid: int, policy: TextPolicy
+) -> tuple[str, dict[str, Any]]:
+    """The record as one JSON line (no newline), and as a dict.
+
+    In ``full`` text mode the canonical JSON of messages and tools computed for ``prompt_sha256`` is
+    spliced into the line instead of being encoded a second time.
+    """
+    canon: dict[str, str] = {}
+    rec = _build(p, rid, service, host, pid, policy, canon)
+    if not canon:
+        return _dumps(rec), rec
+    spliced = {k: rec.pop(k) for k in _SPLICED if k in canon}
+    head = _dumps(rec)
+    rec.update(spliced)
+    tail = "".join([f',"{k}":{canon[k]}' for k in spliced])
+    return head[:-1] + tail + "}", rec
+
+
+def _digest(messages: Any, prompt: Any, tools: Any, canon: dict[str, str] | None) -> str:
+    if canon is None:
+        return prompt_digest(messages, prompt, tools)
+    m, t = _canonical(messages), _canonical(tools)
+    blob = '{"messages":' + m + ',"prompt":' + _canonical(prompt) + ',"tools":' + t + "}"
+    if messages is not None:
+        canon["messages"] = m
+    if tools is not None:
+        canon["tools"] = t
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _build(
+    p: Pending,
+    rid: str,
+    service: str,
+    host: str,
+    pid: int,
+    policy: TextPolicy,
+    canon: dict[str, str] | None,
+) -> dict[str, Any]:
+    full = policy.mode == "full"
+    if not full:
+        canon = None
+    messages = _messages(p.messages) if p.messages is not None else None
+    tools = p.tools
+    if tools is not None and isinstance(tools, Sequence):
+        tools = [t if type(t) is dict else _plain(t) for t in tools]
+    latency = p.latency_ms
+    numeric_latency = isinstance(latency, int | float) and not isinstance(latency, bool)
+    start = p.logged_at
+    if p.ts is None and numeric_latency and latency > 0:
+        start -= latency / 1000.0  # ts is the request start
+    prompt = p.prompt
+    if prompt is not None and type(prompt) is not str:
+        prompt = str(prompt)  # e.g. token ids decoded lazily, here on the writer thread
+    completion = p.completion
+    if completion is not None and type(completion) is not str:
+        completion = str(completion)
+    rec: dict[str, Any] = {
+        "v": RECORD_VERSION,
+        "id": rid,
+        "ts": _iso(p.ts, start),
+        "service": service,
+        "host": host,
+        "pid": pid,
+    }
+    if p.request_id is not None:
+        rec["request_id"] = p.request_id
+    if p.model is not None:
+        rec["model"] = p.model
+    if messages is not None:
+        rec["messages"] = messages
+    if prompt is not None:
+        rec["prompt"] = prompt
+    if tools is not None:
+        rec["tools"] = tools
+    if completion is not None:
+        rec["completion"] = completion
+    rec["text"] = policy.label
+    if messages is not None or prompt is not None:
+        rec["prompt_sha256"] = _digest(messages, prompt, tools, canon)
+        if type(messages) is list:
+            rec["prompt_chars"] = _prompt_chars(messages)
+        elif prompt is not None:
+            rec["prompt_chars"] = len(prompt)
+    if completion is not None:
+        rec["completion_chars"] = len(completion)
+    usage = _usage(p.usage) if p.usage is not None else None
+    if usage is not None:
+        rec["usage"] = usage
+    estimate = p.estimate
+    if estimate is not None:
+        rec["estimate"] = dict(estimate) if isinstance(estimate, Mapping) else normalize_usage(estimate)
+    tags = dict(p.context_tags) if p.context_tags else {}
+    if p.tags:
+        tags.update({str(k): str(v) for k, v in p.tags.items() if v is not None})
+    if tags:
+        rec["tags"] = tags
+    if numeric_latency:
+        rec["latency_ms"] = round(float(latency), 3)
+    rec["status"] = p.status or "ok"
+    if p.fields:
+        for key, value in p.fields.items():
+            if value is not None and key not in _RESERVED and key not in rec:
+                rec[key] = value
+        if "tool_calls" in rec:
+            rec["tool_calls"] = _messages(rec["tool_calls"])
+    if not full:
+        _apply_policy(rec, policy)
+    return rec
+
+
+def _apply_policy(rec: dict[str, Any], policy: TextPolicy) -> None:
+    n = policy.prefix
+    for key in _TEXT_KEYS:
+        value = rec.get(key)
+        if value is None:
+            continue
+        if policy.mode == "hash":
+            del rec[key]
+        elif key == "messages":
+            rec[key] = _cut_messages(value, n)
+        elif isinstance(value, str):
+            rec[key] = value[:n]
+    rec.pop("tools", None)
+    if rec.get("tool_calls") is not None:
+        rec["tool_calls"] = _tool_call_names(rec["tool_calls"])
+
+
+def _default(obj: Any) -> Any:
+    plain = _plain(obj)
+    if plain is not obj:
+        return plain
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return str(obj)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+_dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_default).encode
+
+
+def encode_records(records: Sequence[dict[str, Any]]) -> bytes:
+    """Serialise records as UTF-8 JSON Lines (every line complete, ending in ``\\n``).
+
+    Text that cannot be UTF-8 encoded (lone surrogates) is written with JSON ``\\u`` escapes.
+    """
+    text = "\n".join([_dumps(r) for r in records]) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return ("\n".join([_dumps_ascii(r) for r in records]) + "\n").encode("ascii")
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random 32-hex-character record ids."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]

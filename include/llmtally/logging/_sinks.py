@@ -1,0 +1,178 @@
+"""Where a :class:`UsageLogger` writes: rotated JSON Lines files, or memory (tests).
+
+A sink receives complete JSON Lines batches from the logger's writer thread only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from .._exceptions import ConfigError
+
+__all__ = ["FileSink", "MemorySink", "Sink", "log_file_name"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Receives serialised batches from the writer thread."""
+
+    def write_batch(self, data: bytes, count: int) -> None:
+        """Persist ``count`` complete JSON lines (``data`` ends with a newline); raise on failure."""
+
+    def close(self) -> None:
+        """Release files; later writes may reopen."""
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part).strip("_.") or "unknown"
+
+
+def log_file_name(service: str, host: str, pid: int, opened: float, seq: int) -> str:
+    """``usage-<service>-<host>-<pid>-<YYYYmmddTHHMMSS>-<seq>.jsonl`` (UTC open time).
+
+    ``service`` and ``host`` keep only ``[A-Za-z0-9_.]`` (others become ``_``), so the dashes
+    separate fields.
+    """
+    stamp = datetime.fromtimestamp(opened, UTC).strftime("%Y%m%dT%H%M%S")
+    return f"usage-{_safe(service)}-{_safe(host)}-{pid}-{stamp}-{seq}.jsonl"
+
+
+class FileSink:
+    """Append-only JSON Lines files, one per process and period, rotated by size and time.
+
+    Each batch goes to the file with a single ``os.write`` of complete lines on an ``O_APPEND``
+    descriptor, so a reader sees whole lines or a trailing partial line (never a half line followed by
+    more data).  After a failed or short write the file is abandoned and the next batch opens a new
+    one, so a partial line can only ever be the last line of a file.  A child process (after
+    ``fork``) opens its own files.
+
+    ``rotate_seconds`` cuts files at multiples of that period (UTC, default one hour), so one file
+    never spans two days in any whole-hour time zone.  Files are created with mode ``0o640``: raw logs
+    hold prompts and belong on a restricted volume.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        service: str,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        rotate_seconds: float = 3600.0,
+        host: str | None = None,
+        mode: int = 0o640,
+    ) -> None:
+        if max_bytes <= 0:
+            raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
+        if rotate_seconds <= 0:
+            raise ConfigError(f"rotate_seconds must be positive, got {rotate_seconds}")
+        self.directory = Path(directory)
+        self.service = service
+        self.host = host or socket.gethostname().split(".")[0]
+        self.max_bytes = max_bytes
+        self.rotate_seconds = float(rotate_seconds)
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._period = -1
+        self._seq = 0
+
+    @property
+    def path(self) -> Path | None:
+        """The file being written now (``None`` before the first batch)."""
+        return self._path
+
+    def _open(self, now: float) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._seq += 1
+            path = self.directory / log_file_name(self.service, self.host, self._pid, now, self._seq)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, self.mode)
+            except FileExistsError:
+                continue
+            self._fd, self._path, self._size = fd, path, 0
+            self._period = int(now // self.rotate_seconds)
+            return fd
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def write_batch(self, data: bytes, count: int) -> None:
+        """Append ``data`` (complete lines) to the current file, rotating first when due."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's descriptor and names are not ours
+                self._reset()
+            now = time.time()
+            fd = self._fd
+            if fd is not None and (
+                int(now // self.rotate_seconds) != self._period
+                or (self._size > 0 and self._size + len(data) > self.max_bytes)
+            ):
+                self._close_file()
+                fd = None
+            if fd is None:
+                fd = self._open(now)
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
+            except OSError:
+                self._close_file()  # a partial line stays the last line of this file
+                raise
+            self._size += written
+
+    def close(self) -> None:
+        """Close the current file; the next batch opens a new one."""
+        with self._lock:
+            if self._pid == os.getpid():
+                self._close_file()
+            else:
+                self._reset()
+
+
+class MemorySink:
+    """Keeps written batches in memory: the test double for a :class:`FileSink`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chunks: list[bytes] = []
+        self.closed = False
+
+    def write_batch(self, data: bytes, count: int) -> None:
+        """Store the batch."""
+        with self._lock:
+            self._chunks.append(data)
+
+    def close(self) -> None:
+        """Mark closed (the data stays readable)."""
+        self.closed = True
+
+    def lines(self) -> list[bytes]:
+        """Every line written so far, without newlines."""
+        with self._lock:
+            return b"".join(self._chunks).splitlines()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.lines())

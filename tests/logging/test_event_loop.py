@@ -1,0 +1,71 @@
+"""The event loop never waits on logging work: log() is an append, the writer yields the GIL."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+from llmtally.logging import MemorySink, UsageLogger
+
+MESSAGES = [
+    {"role": "system", "content": "You are helpful." * 20},
+    {"role": "user", "content": "今天天气怎么样？" * 50},
+]
+
+
+def test_event_loop_never_stalls_over_1ms_on_logging() -> None:
+    lg = UsageLogger(
+        service="svc", sink=MemorySink(), max_batch_size=512, max_queue_size=200_000, schedule_delay=0.01
+    )
+    calls: list[float] = []
+    gaps: list[float] = []
+
+    async def handler(n: int) -> None:  # a request handler that logs, then awaits
+        for i in range(n):
+            t0 = time.perf_counter()
+            lg.log(
+                model="qwen3-8b",
+                messages=MESSAGES,
+                completion=f"晴 {i}",
+                usage={"prompt_tokens": 500, "completion_tokens": 3},
+            )
+            calls.append(time.perf_counter() - t0)
+            await asyncio.sleep(0)
+
+    async def ticker(stop: asyncio.Event) -> None:  # how late does the loop come back to us?
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tick = asyncio.create_task(ticker(stop))
+        await asyncio.gather(*(handler(5000) for _ in range(4)))
+        stop.set()
+        await tick
+
+    # A full garbage collection pauses every thread of the process, whatever it allocates; it is the
+    # host's pause (tuned with gc.freeze / thresholds), so it is kept out of this measurement.
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
+    assert lg.close(30)
+    assert lg.stats()["written"] == 20_000  # the writer really was busy meanwhile
+    calls.sort()
+    gaps.sort()
+    # log() is an append; the loop's turnaround (one round of five coroutines, four of them logging)
+    # stays under 1 ms while the writer serialises 20,000 records on another thread, because the
+    # writer hands the GIL over every 0.5 ms of work instead of holding it for the 5 ms switch
+    # interval.  On a loaded 2-core machine the OS scheduler adds its own hiccups, so the test
+    # bounds the 99th percentile by 1 ms and the worst turnaround by the switch interval;
+    # bench/bench_logger.py reports the measured figures.
+    assert calls[len(calls) // 2] < 20e-6, calls[len(calls) // 2]
+    assert gaps[int(len(gaps) * 0.99)] < 1e-3, gaps[int(len(gaps) * 0.99)]
+    assert gaps[-1] < 5e-3, gaps[-5:]
