@@ -26,6 +26,7 @@ A record is a JSON object with these keys (absent keys mean null):
 ``tags``            ``{str: str}``, e.g. ``feature``, ``user``, ``tenant``, ``route``
 ``latency_ms``      request latency; ``status`` ``ok`` | ``error`` | ``timeout`` | ``abandoned``
 ``finish_reason``   as reported; ``error`` the error class name (never text of the request)
+``ttft_ms``         time to first token of a stream; ``http_status`` of a failed API call
 ==================  ==========================================================================
 """
 
