@@ -35,3 +35,44 @@ def airflow_db() -> Iterator[str]:
 def shared_dir() -> Path:
     """The shared/ folder with the real tokenizer files."""
     return SHARED
+
+
+# ---------------------------------------------------------------- PostgreSQL (the real server)
+PG_ADMIN_DSN = os.environ.get("LLMTALLY_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+"""Where tests create their databases (``LLMTALLY_TEST_PG`` overrides; trust auth on this machine)."""
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """DSN of a fresh PostgreSQL database created for this test session and dropped at its end."""
+    import secrets
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"llmtally_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_DSN!r} (set LLMTALLY_TEST_PG): {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            params = conninfo_to_dict(PG_ADMIN_DSN)
+            params["dbname"] = name
+            yield make_conninfo("", **params)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A unique schema name in the session database, dropped after the test."""
+    import secrets
+
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(4)}"
+    yield schema
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -29,6 +29,11 @@ class TokenCounter(Protocol):
         """Stable hash of the tokenizer files and chat template (16 hex chars)."""
         ...
 
+    @property
+    def counts_stop_token(self) -> bool:
+        """Whether the server's ``completion_tokens`` include the stop token it generated."""
+        ...
+
     def count(self, text: str, *, add_special_tokens: bool = False) -> int:
         """Tokens of ``text`` (added tokens in the text still parse); ``add_special_tokens`` also
         counts what the tokenizer adds around a raw prompt (e.g. BOS)."""

@@ -89,6 +89,11 @@ class RecountEngine:
         return self._counter.fingerprint
 
     @property
+    def counts_stop_token(self) -> bool:
+        """Whether the serving engine bills a generated stop token (the wrapped counter's rule)."""
+        return bool(getattr(self._counter, "counts_stop_token", True))
+
+    @property
     def counter(self) -> TokenCounter:
         """The counter that does the work."""
         return self._counter

@@ -146,6 +146,11 @@ class HFCounter:
         return self._fingerprint
 
     @property
+    def counts_stop_token(self) -> bool:
+        """Open-model engines (vLLM, SGLang, TGI, transformers) bill the stop token they generate."""
+        return True
+
+    @property
     def template(self) -> ChatTemplate | None:
         """The chat template, or ``None`` when the folder has none."""
         return self._template

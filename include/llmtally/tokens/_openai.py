@@ -95,6 +95,11 @@ class TiktokenCounter:
         return self._enc
 
     @property
+    def counts_stop_token(self) -> bool:
+        """The OpenAI API bills no stop token in ``completion_tokens``."""
+        return False
+
+    @property
     def fingerprint(self) -> str:
         """Hash of the encoding's identity."""
         return self._fingerprint

@@ -1,0 +1,320 @@
+"""Stream a day's usage records out of raw log files (JSON Lines and the common recipe's lines).
+
+Every line is accounted for in :class:`ParseStats`: a record of day D (its ``ts`` in the configured
+time zone), a record of another day, a duplicate of a record already taken (same ``id``), a blank
+line, a trailing partial line (a file that does not end in a newline: still being written or cut by
+a crash; skipped and counted, re-read by a later run), or a malformed line, which goes to the
+quarantine with its source, line number, a reason and a truncated SHA-256 of its bytes — never its
+text.
+
+Legacy lines (``2026-11-20 10:00:00,123 - {'prompt': ..., 'prompt_tokens': ..., ...}``) are read with
+:func:`ast.literal_eval` (literals only, nothing is executed).  Their ``timestamp`` (epoch seconds or
+ISO text; naive means the configured time zone) dates them, else the ``asctime``.  Their id is a
+digest of the line, so the same line found twice (a copied or re-rotated file) counts once.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from os import PathLike
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .._config import DEFAULT_TIMEZONE
+from .._record import normalize_usage, prompt_digest
+from ..jobs._day import day_bounds
+from ..store._rows import QuarantineEntry
+from .record import UsageRecord
+
+__all__ = ["DayParser", "ParseStats", "ParsedDay", "parse_day"]
+
+_LEGACY = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[,.]\d{1,6})?) - (\{.*\})")
+_EPOCH = re.compile(r"\d{9,11}(?:\.\d+)?")
+_ID = re.compile(r"[0-9A-Za-z_.:-]{1,128}")
+_STR_FIELDS = (
+    "service",
+    "host",
+    "request_id",
+    "endpoint",
+    "model",
+    "prompt",
+    "completion",
+    "reasoning",
+    "text",
+    "prompt_sha256",
+    "status",
+    "finish_reason",
+    "error",
+)
+
+
+class _Bad(Exception):
+    """A line is malformed; the message is a fixed reason (never the line's text)."""
+
+
+@dataclass
+class ParseStats:
+    """Line accounting for one parse: every line read lands in exactly one of ``records``,
+    ``out_of_day``, ``duplicates``, ``partial_lines``, ``blank_lines`` and ``quarantined`` (which also
+    counts unreadable or truncated files).  ``bytes`` counts the bytes of the lines read
+    (decompressed for gzip files)."""
+
+    files: int = 0
+    bytes: int = 0
+    lines: int = 0
+    records: int = 0
+    legacy_records: int = 0
+    out_of_day: int = 0
+    duplicates: int = 0
+    partial_lines: int = 0
+    blank_lines: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class ParsedDay:
+    """A day's records (materialised), with the stats and quarantine of the parse."""
+
+    day: date
+    timezone: str
+    records: list[UsageRecord]
+    stats: ParseStats
+    quarantine: list[QuarantineEntry] = field(default_factory=list)
+
+
+def _sha(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _int_or_none(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Bad(f"{name} is not an integer")
+    return value
+
+
+def _counts(value: Any, name: str) -> dict[str, int | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _Bad(f"{name} is not an object")
+    counts = normalize_usage(value)
+    if counts is not None and any(v is not None and v < 0 for v in counts.values()):
+        raise _Bad(f"negative token count in {name}")
+    return counts
+
+
+class DayParser:
+    """Parses files for the records of one day; collects :attr:`stats` and :attr:`quarantine`.
+
+    ``max_quarantine`` bounds the entries kept in memory (all are counted).
+    """
+
+    def __init__(self, day: date, tz: str = DEFAULT_TIMEZONE, *, max_quarantine: int = 100_000) -> None:
+        self.day = day
+        self.timezone = tz
+        self._zone = ZoneInfo(tz)
+        start, end = day_bounds(day, tz)
+        self._start, self._end = start.astimezone(UTC), end.astimezone(UTC)
+        self._seen: set[str] = set()
+        self._max_quarantine = max_quarantine
+        self.stats = ParseStats()
+        self.quarantine: list[QuarantineEntry] = []
+
+    def parse(self, files: Iterable[str | PathLike[str]]) -> Iterator[UsageRecord]:
+        """Records of the day from ``files``, in file order, each id once."""
+        for path in files:
+            yield from self.parse_file(path)
+
+    def parse_file(self, path: str | PathLike[str]) -> Iterator[UsageRecord]:
+        """Records of the day from one file (plain or gzip, detected by content)."""
+        p = Path(path)
+        source = str(p)
+        self.stats.files += 1
+        lineno = 0
+        try:
+            with open(p, "rb") as probe:
+                gz = probe.read(2) == b"\x1f\x8b"
+            with gzip.open(p, "rb") if gz else open(p, "rb") as fh:
+                for raw in fh:
+                    lineno += 1
+                    self.stats.lines += 1
+                    self.stats.bytes += len(raw)
+                    if not raw.endswith(b"\n"):
+                        self.stats.partial_lines += 1
+                        break
+                    rec = self._line(raw, source, lineno, p)
+                    if rec is not None:
+                        yield rec
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            self._quarantine(source, lineno + 1, "corrupt or truncated gzip stream", b"")
+        except OSError:
+            self._quarantine(source, lineno + 1, "file could not be read", b"")
+
+    def _quarantine(self, source: str, lineno: int, reason: str, raw: bytes) -> None:
+        self.stats.quarantined += 1
+        if len(self.quarantine) < self._max_quarantine:
+            self.quarantine.append(QuarantineEntry(self.day, source, lineno, reason, _sha(raw)))
+
+    def _line(self, raw: bytes, source: str, lineno: int, path: Path) -> UsageRecord | None:
+        text = raw.strip()
+        if not text:
+            self.stats.blank_lines += 1
+            return None
+        try:
+            line = text.decode("utf-8")
+            if line.startswith("{"):
+                rec = self._json(line, source, lineno)
+            else:
+                rec = self._legacy(line, source, lineno, path)
+        except _Bad as exc:
+            self._quarantine(source, lineno, str(exc), raw)
+            return None
+        except UnicodeDecodeError:
+            self._quarantine(source, lineno, "not UTF-8", raw)
+            return None
+        if not self._start <= rec.ts < self._end:
+            self.stats.out_of_day += 1
+            return None
+        if rec.id in self._seen:
+            self.stats.duplicates += 1
+            return None
+        self._seen.add(rec.id)
+        self.stats.records += 1
+        self.stats.legacy_records += rec.legacy
+        return rec
+
+    def _ts(self, value: Any) -> datetime:
+        if isinstance(value, bool):
+            raise _Bad("ts is not a timestamp")
+        try:
+            if isinstance(value, int | float):
+                return datetime.fromtimestamp(value, UTC)
+            if isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
+                return datetime.fromtimestamp(float(value), UTC)
+            if isinstance(value, str):
+                ts = datetime.fromisoformat(value.strip())
+                if ts.tzinfo is None:
+                    ts = ts.replace(tzinfo=self._zone)
+                return ts.astimezone(UTC)
+        except (ValueError, OverflowError, OSError):
+            raise _Bad("ts is not an ISO 8601 timestamp") from None
+        raise _Bad("ts is missing")
+
+    def _json(self, line: str, source: str, lineno: int) -> UsageRecord:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            raise _Bad("invalid JSON") from None
+        if not isinstance(obj, dict):
+            raise _Bad("not a JSON object")
+        rid = obj.get("id")
+        if not isinstance(rid, str) or not _ID.fullmatch(rid):
+            raise _Bad("missing or invalid id")
+        for key in _STR_FIELDS:
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise _Bad(f"{key} is not a string")
+        messages, tools = obj.get("messages"), obj.get("tools")
+        if messages is not None and not isinstance(messages, list):
+            raise _Bad("messages is not a list")
+        if tools is not None and not isinstance(tools, list):
+            raise _Bad("tools is not a list")
+        kwargs = obj.get("template_kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise _Bad("template_kwargs is not an object")
+        tags = obj.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise _Bad("tags is not an object")
+        latency = obj.get("latency_ms")
+        if isinstance(latency, bool) or not isinstance(latency, int | float | None):
+            raise _Bad("latency_ms is not a number")
+        return UsageRecord(
+            id=rid,
+            ts=self._ts(obj.get("ts")),
+            source=source,
+            line=lineno,
+            v=_int_or_none(obj.get("v"), "v") or 1,
+            service=obj.get("service"),
+            host=obj.get("host"),
+            pid=_int_or_none(obj.get("pid"), "pid"),
+            request_id=obj.get("request_id"),
+            endpoint=obj.get("endpoint"),
+            model=obj.get("model"),
+            messages=messages,
+            prompt=obj.get("prompt"),
+            tools=tools,
+            tool_choice=obj.get("tool_choice"),
+            template_kwargs=kwargs,
+            completion=obj.get("completion"),
+            reasoning=obj.get("reasoning"),
+            tool_calls=obj.get("tool_calls"),
+            text=obj.get("text"),
+            prompt_sha256=obj.get("prompt_sha256"),
+            prompt_chars=_int_or_none(obj.get("prompt_chars"), "prompt_chars"),
+            completion_chars=_int_or_none(obj.get("completion_chars"), "completion_chars"),
+            usage=_counts(obj.get("usage"), "usage"),
+            estimate=_counts(obj.get("estimate"), "estimate"),
+            tags={str(k): str(v) for k, v in tags.items() if v is not None},
+            latency_ms=float(latency) if latency is not None else None,
+            status=obj.get("status"),
+            finish_reason=obj.get("finish_reason"),
+            error=obj.get("error"),
+        )
+
+    def _legacy(self, line: str, source: str, lineno: int, path: Path) -> UsageRecord:
+        m = _LEGACY.fullmatch(line)
+        if m is None:
+            raise _Bad("neither a JSON record nor a '<asctime> - {...}' usage line")
+        try:
+            obj = ast.literal_eval(m.group(2))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            raise _Bad("legacy line: not a Python dict literal") from None
+        if not isinstance(obj, dict):
+            raise _Bad("legacy line: not a dict")
+        counts = {
+            k: _int_or_none(obj.get(k), k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        }
+        if counts["prompt_tokens"] is None or counts["completion_tokens"] is None:
+            raise _Bad("legacy line: prompt_tokens and completion_tokens are required")
+        if any(v is not None and v < 0 for v in counts.values()):
+            raise _Bad("negative token count in legacy line")
+        stamp = obj.get("timestamp")
+        ts = self._ts(stamp if stamp is not None else m.group(1).replace(",", "."))
+        prompt = obj.get("prompt")
+        model, service = obj.get("model"), obj.get("service")
+        return UsageRecord(
+            id=hashlib.sha256(b"legacy\0" + line.encode("utf-8")).hexdigest()[:32],
+            ts=ts,
+            source=source,
+            line=lineno,
+            service=service if isinstance(service, str) else path.parent.name,
+            model=model if isinstance(model, str) else None,
+            text="legacy",
+            prompt_sha256=prompt_digest(prompt=prompt) if isinstance(prompt, str) else None,
+            prompt_chars=len(prompt) if isinstance(prompt, str) else None,
+            estimate={
+                "prompt_tokens": counts["prompt_tokens"],
+                "completion_tokens": counts["completion_tokens"],
+            },
+            tags={
+                str(k): str(v) for k, v in obj.items() if k in ("feature", "user", "tenant") and v is not None
+            },
+            legacy=True,
+        )
+
+
+def parse_day(files: Iterable[str | PathLike[str]], day: date, tz: str = DEFAULT_TIMEZONE) -> ParsedDay:
+    """Parse ``files`` for ``day`` and keep every record in memory (see :class:`DayParser`)."""
+    parser = DayParser(day, tz)
+    records = list(parser.parse(files))
+    return ParsedDay(day, tz, records, parser.stats, parser.quarantine)

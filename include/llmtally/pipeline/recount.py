@@ -1,0 +1,165 @@
+"""The recount seam: exact prompt and completion tokens of every record that kept its text.
+
+:func:`recount` groups records by model, asks ``counter_for_model`` (normally
+:func:`llmtally.load_tokenizer`) once per model, and counts in large :meth:`TokenCounter.count_batch`
+calls (the counter uses all cores).  Each result carries the fingerprint of the tokenizer that made
+it.  What is counted:
+
+* prompt: a chat (``messages`` with ``tools``, ``tool_choice``, ``template_kwargs``) as the server
+  renders and bills it; a plain ``prompt`` with the special tokens a completions endpoint adds;
+* completion: the generated text, plus the stop token an open-model engine (vLLM, SGLang, TGI,
+  transformers) generates and bills when a request ends normally (``finish_reason`` other than
+  ``length``), as the counter's ``counts_stop_token`` says (OpenAI-accounted counters bill none).
+  Completions with separate ``reasoning`` or with ``tool_calls`` are not recounted (the generated
+  text cannot be rebuilt exactly); their prompt is.
+
+Records without full text (``text`` = ``hash`` / ``prefix:N``, legacy lines) are ``not_recountable``;
+records whose model has no tokenizer are ``unknown_model`` (never guessed); a record whose chat
+template or input fails is ``error``.  A tokenizer that is configured but cannot be loaded
+(:class:`TokenizerLoadError`) fails the run: that is a deployment problem to fix, not data.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .._exceptions import InputError, TemplateError, UnknownModelError
+from ..tokens._base import BatchItem, TokenCounter
+from .record import UsageRecord
+
+__all__ = ["Recount", "RecountStatus", "recount"]
+
+RecountStatus = Literal["ok", "unknown_model", "not_recountable", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recount:
+    """The exact counts of one record (``None`` where that part could not be recounted)."""
+
+    status: RecountStatus
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    fingerprint: str = ""
+
+    def to_json(self) -> list[Any]:
+        """Compact JSON form (for handing results between tasks)."""
+        return [self.status, self.prompt_tokens, self.completion_tokens, self.fingerprint]
+
+    @classmethod
+    def from_json(cls, value: Sequence[Any]) -> Recount:
+        """Inverse of :meth:`to_json`."""
+        status, prompt, completion, fingerprint = value
+        return cls(status, prompt, completion, fingerprint)
+
+
+_ITEM_ERRORS = (TemplateError, InputError, ValueError, TypeError, KeyError)
+
+
+def _prompt_item(rec: UsageRecord) -> BatchItem | None:
+    if rec.messages is None:
+        return None
+    item: dict[str, Any] = {"messages": rec.messages, "add_generation_prompt": True}
+    if rec.tools:
+        item["tools"] = rec.tools
+    if rec.tool_choice is not None:
+        item["tool_choice"] = rec.tool_choice
+    if rec.template_kwargs:
+        item["template_kwargs"] = rec.template_kwargs
+    return item
+
+
+def _completion_text(rec: UsageRecord) -> str | None:
+    if rec.completion is None or rec.reasoning or rec.tool_calls:
+        return None
+    return rec.completion
+
+
+def _safe_batch(counter: TokenCounter, items: list[BatchItem]) -> list[int | None]:
+    """``count_batch``; when one item spoils a batch, count one by one and mark the bad ones."""
+    if not items:
+        return []
+    try:
+        return list(counter.count_batch(items))
+    except _ITEM_ERRORS:
+        out: list[int | None] = []
+        for item in items:
+            try:
+                out.append(counter.count_batch([item])[0])
+            except _ITEM_ERRORS:
+                out.append(None)
+        return out
+
+
+def _count_model(counter: TokenCounter, records: list[UsageRecord], batch_size: int) -> dict[str, Recount]:
+    fp = counter.fingerprint
+    stop = 1 if counter.counts_stop_token else 0
+    out: dict[str, Recount] = {}
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        chats: list[tuple[int, BatchItem]] = []
+        texts: list[tuple[int, str]] = []
+        for i, rec in enumerate(chunk):
+            item = _prompt_item(rec)
+            if item is not None:
+                chats.append((i, item))
+            text = _completion_text(rec)
+            if text is not None:
+                texts.append((i, text))
+        counted = _safe_batch(counter, [it for _, it in chats] + [t for _, t in texts])
+        prompt: dict[int, int | None] = {i: counted[k] for k, (i, _) in enumerate(chats)}
+        completion: dict[int, int | None] = {i: counted[len(chats) + k] for k, (i, _) in enumerate(texts)}
+        for i, rec in enumerate(chunk):
+            failed = (i in prompt and prompt[i] is None) or (i in completion and completion[i] is None)
+            p = prompt.get(i)
+            if rec.messages is None and rec.prompt is not None:
+                try:
+                    p = counter.count(rec.prompt, add_special_tokens=True)
+                except _ITEM_ERRORS:
+                    failed = True
+            c = completion.get(i)
+            if c is not None and rec.finish_reason != "length":
+                c += stop
+            if failed:
+                out[rec.id] = Recount("error", None, None, fp)
+            else:
+                out[rec.id] = Recount("ok", p, c, fp)
+    return out
+
+
+def recount(
+    records: Iterable[UsageRecord],
+    counter_for_model: Callable[[str], TokenCounter],
+    *,
+    batch_size: int = 8192,
+) -> dict[str, Recount]:
+    """Exact counts per record id (see the module docstring for the rules).
+
+    ``counter_for_model`` raises :class:`UnknownModelError` for a model without a tokenizer.
+    """
+    by_model: dict[str, list[UsageRecord]] = defaultdict(list)
+    results: dict[str, Recount] = {}
+    for rec in records:
+        by_model[rec.model or ""].append(rec)
+    for model in sorted(by_model):
+        recs = by_model[model]
+        counter: TokenCounter | None = None
+        if model:
+            try:
+                counter = counter_for_model(model)
+            except UnknownModelError:
+                counter = None
+        fp = counter.fingerprint if counter is not None else ""
+        with_text = []
+        for rec in recs:
+            if not rec.has_prompt_text:
+                results[rec.id] = Recount("not_recountable", None, None, fp)
+            elif counter is None:
+                results[rec.id] = Recount("unknown_model", None, None, "")
+            else:
+                with_text.append(rec)
+        if counter is not None and with_text:
+            results.update(_count_model(counter, with_text, batch_size))
+    return results

@@ -1,0 +1,168 @@
+"""An in-memory store: the test double for everything above the store, same contract as PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+from .._exceptions import StorageError
+from ._base import SUM_COLUMNS, GroupedRow, StoreQueries, check_totals, fold, raise_problems
+from ._rows import (
+    DayLoad,
+    DayQuality,
+    HourlyRow,
+    LedgerEntry,
+    PromptDigestRow,
+    QuarantineEntry,
+    ReconciliationRow,
+    TopRequest,
+    Totals,
+)
+
+__all__ = ["MemoryStore"]
+
+
+def _negatives(load: DayLoad) -> int:
+    bad = 0
+    for h in load.hourly:
+        bad += any(getattr(h, c) < 0 for c in SUM_COLUMNS) or (h.cost is not None and h.cost < 0)
+    for r in load.reconciliation:
+        bad += min(r.records, r.reported, r.recounted, r.drift_records, r.estimated, r.not_recountable,
+                   r.unknown_model, r.recount_errors) < 0  # fmt: skip
+    for t in load.top_requests:
+        bad += min(t.prompt_tokens, t.completion_tokens) < 0
+    return bad
+
+
+class MemoryStore(StoreQueries):
+    """Keeps each loaded day as one immutable :class:`DayLoad`; a load swaps it in after the checks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._days: dict[date, DayLoad] = {}
+        self._ledger: list[LedgerEntry] = []
+        self._reports: dict[tuple[date, str], tuple[str, str]] = {}
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+
+    def migrate(self) -> list[str]:
+        """Nothing to migrate in memory."""
+        return []
+
+    @staticmethod
+    def _problems(load: DayLoad) -> list[str]:
+        hours = fold((0, h.currency, [getattr(h, c) for c in SUM_COLUMNS], h.cost) for h in load.hourly)
+        totals = hours.get(0, Totals())
+        return check_totals(
+            load.quality, totals, sum(r.records for r in load.reconciliation), _negatives(load)
+        )
+
+    def load_day(self, load: DayLoad) -> None:
+        """Check ``load``, then swap it in for its day (the old day stays on failure)."""
+        self._open()
+        for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests):
+            if any(r.day != load.day for r in rows):
+                raise StorageError(f"rows for another day in the load of {load.day}")
+        raise_problems(load.day, self._problems(load))
+        with self._lock:
+            self._days[load.day] = copy.deepcopy(load)
+            if load.ledger is not None:
+                self._ledger.append(load.ledger)
+
+    def check_day(self, day: date) -> None:
+        """Re-check a loaded day."""
+        load = self._days.get(day)
+        if load is not None:
+            raise_problems(day, self._problems(load))
+
+    def _loads(self, start: date, end: date) -> list[DayLoad]:
+        self._open()
+        return [self._days[d] for d in sorted(self._days) if start <= d <= end]
+
+    def loaded_days(self, start: date, end: date) -> list[date]:
+        """Loaded days in ``[start, end]``."""
+        return [ld.day for ld in self._loads(start, end)]
+
+    def hourly_rows(self, day: date) -> list[HourlyRow]:
+        """A day's hourly rows, sorted."""
+        loads = self._loads(day, day)
+        rows = list(loads[0].hourly) if loads else []
+        return sorted(rows, key=lambda h: (h.hour, h.model, h.feature, h.user_id, h.tenant, h.service))
+
+    def grouped(self, keys: Sequence[str], start: date, end: date) -> list[GroupedRow]:
+        """Sum hourly rows by ``keys`` and currency."""
+        acc: dict[tuple[tuple[Any, ...], str | None], tuple[list[int], Decimal | None]] = {}
+        for ld in self._loads(start, end):
+            for h in ld.hourly:
+                k = (tuple(getattr(h, c) for c in keys), h.currency)
+                sums, cost = acc.get(k, ([0] * len(SUM_COLUMNS), None))
+                sums = [a + getattr(h, c) for a, c in zip(sums, SUM_COLUMNS, strict=True)]
+                if h.cost is not None:
+                    cost = (cost or Decimal(0)) + h.cost
+                acc[k] = (sums, cost)
+        return [(k[0], k[1], sums, cost) for k, (sums, cost) in acc.items()]
+
+    def reconciliation(self, day: date) -> list[ReconciliationRow]:
+        """A day's reconciliation rows."""
+        return sorted(
+            [r for ld in self._loads(day, day) for r in ld.reconciliation],
+            key=lambda r: (r.model, r.service, r.fingerprint),
+        )
+
+    def quality(self, day: date) -> DayQuality | None:
+        """A day's quality counts."""
+        loads = self._loads(day, day)
+        return loads[0].quality if loads else None
+
+    def top_requests(self, day: date, limit: int = 100) -> list[TopRequest]:
+        """A day's top requests by rank."""
+        rows = [t for ld in self._loads(day, day) for t in ld.top_requests]
+        return sorted(rows, key=lambda t: t.rank)[:limit]
+
+    def quarantine(self, day: date) -> list[QuarantineEntry]:
+        """A day's quarantined lines."""
+        rows = [q for ld in self._loads(day, day) for q in ld.quarantine]
+        return sorted(rows, key=lambda q: (q.source, q.line))
+
+    def prompt_digests(self, day: date) -> list[PromptDigestRow]:
+        """A day's repeated prompt digests."""
+        rows = [d for ld in self._loads(day, day) for d in ld.digests]
+        return sorted(rows, key=lambda d: (d.prompt_sha256, d.feature))
+
+    def ledger(self, day: date) -> list[LedgerEntry]:
+        """Every run recorded for a day."""
+        self._open()
+        return [e for e in self._ledger if e.day == day]
+
+    def archive_report(self, day: date, lang: str, html: str, summary: Mapping[str, Any]) -> None:
+        """Keep a rendered report."""
+        self._open()
+        self._reports[(day, lang)] = (html, json.dumps(summary, default=str))
+
+    def archived_report(self, day: date, lang: str) -> tuple[str, dict[str, Any]] | None:
+        """A kept report."""
+        self._open()
+        hit = self._reports.get((day, lang))
+        return (hit[0], json.loads(hit[1])) if hit else None
+
+    def close(self) -> None:
+        """Mark closed (data is dropped)."""
+        self._closed = True
+        self._days.clear()

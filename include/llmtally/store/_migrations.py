@@ -1,0 +1,204 @@
+"""Versioned, named schema migrations for PostgreSQL, recorded in ``<schema>.schema_migrations``.
+
+Append new migrations to :data:`MIGRATIONS`; never edit an applied one.  ``{s}`` is the schema.
+
+``usage_hourly`` (the public table BI tools query) is partitioned by month of ``hour`` (UTC):
+:func:`llmtally.store.PostgresStore.load_day` creates ``usage_hourly_pYYYYMM`` partitions before a
+load (in a short transaction of their own), and a default partition catches anything else, so old
+months can be detached or dropped cheaply.  Its columns:
+
+==============================  ===============================================================
+``day``                         the report day (in the configured time zone) the hour belongs to
+``hour``                        start of the UTC hour (timestamptz)
+``model feature user_id         dimensions; ``''`` means not given (user_id is the ``user`` tag)
+tenant service``
+``requests``                    records
+``prompt_tokens``,              billed tokens: reported by the server, else exact recount, else
+``completion_tokens``           the service's estimate (see ``quality.billed_*``)
+``cached_tokens``,              as reported by the server (0 when not reported)
+``reasoning_tokens``
+``recounted_*_tokens``          exact recounts (sum over records that could be recounted)
+``estimated_*_tokens``          the services' own estimates
+``cost``, ``currency``          sum over priced requests (null when no price is known: never a
+                                guess); ``unpriced_requests`` were not priced
+==============================  ===============================================================
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+_TOKENS = "bigint NOT NULL DEFAULT 0 CHECK ({c} >= 0)"
+
+
+def _cols(*names: str) -> str:
+    return ",\n    ".join(f"{n} " + _TOKENS.format(c=n) for n in names)
+
+
+_HOURLY_COLS = _cols(
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "recounted_prompt_tokens",
+    "recounted_completion_tokens",
+    "estimated_prompt_tokens",
+    "estimated_completion_tokens",
+    "unpriced_requests",
+)
+_RECON_COLS = _cols(
+    "records",
+    "reported",
+    "recounted",
+    "drift_records",
+    "prompt_drift_abs_tokens",
+    "completion_drift_abs_tokens",
+    "estimated",
+    "not_recountable",
+    "unknown_model",
+    "recount_errors",
+)
+_QUALITY_COLS = _cols(
+    "records",
+    "prompt_tokens",
+    "completion_tokens",
+    "files",
+    "bytes",
+    "lines",
+    "out_of_day",
+    "duplicates",
+    "partial_lines",
+    "blank_lines",
+    "quarantined",
+    "legacy_records",
+    "recounted",
+    "not_recountable",
+    "unknown_model",
+    "recount_errors",
+    "drift_records",
+    "billed_reported",
+    "billed_recount",
+    "billed_estimate",
+    "billed_missing",
+    "unpriced_records",
+)
+_LEDGER_COLS = _cols("files", "bytes", "records", "quarantined", "partial_lines", "duplicates", "recounted")
+_TOP_COLS = _cols("prompt_tokens", "completion_tokens", "total_tokens")
+
+_0001 = f"""
+CREATE TABLE {{s}}.usage_hourly (
+    day date NOT NULL,
+    hour timestamptz NOT NULL,
+    model text NOT NULL,
+    feature text NOT NULL,
+    user_id text NOT NULL,
+    tenant text NOT NULL,
+    service text NOT NULL,
+    {_HOURLY_COLS},
+    cost numeric(30, 12) CHECK (cost >= 0),
+    currency text,
+    PRIMARY KEY (hour, day, model, feature, user_id, tenant, service)
+) PARTITION BY RANGE (hour);
+CREATE TABLE {{s}}.usage_hourly_default PARTITION OF {{s}}.usage_hourly DEFAULT;
+CREATE INDEX usage_hourly_day_idx ON {{s}}.usage_hourly (day);
+COMMENT ON TABLE {{s}}.usage_hourly IS
+  'LLM token usage per UTC hour and model/feature/user/tenant/service. Billed numbers: reported, '
+  'else exact recount, else estimate. Day D is replaced atomically on each load.';
+
+CREATE TABLE {{s}}.reconciliation (
+    day date NOT NULL,
+    model text NOT NULL,
+    service text NOT NULL,
+    fingerprint text NOT NULL,
+    {_RECON_COLS},
+    prompt_drift_tokens bigint NOT NULL DEFAULT 0,
+    completion_drift_tokens bigint NOT NULL DEFAULT 0,
+    estimate_ape_sum double precision NOT NULL DEFAULT 0,
+    estimate_pe_sum double precision NOT NULL DEFAULT 0,
+    estimate_mape_pct double precision,
+    estimate_bias_pct double precision,
+    PRIMARY KEY (day, model, service, fingerprint)
+);
+
+CREATE TABLE {{s}}.quality (
+    day date PRIMARY KEY,
+    timezone text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    {_QUALITY_COLS}
+);
+
+CREATE TABLE {{s}}.ledger (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    day date NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    {_LEDGER_COLS},
+    durations jsonb NOT NULL DEFAULT '{{{{}}}}'::jsonb,
+    details jsonb NOT NULL DEFAULT '{{{{}}}}'::jsonb
+);
+CREATE INDEX ledger_day_idx ON {{s}}.ledger (day);
+
+CREATE TABLE {{s}}.top_requests (
+    day date NOT NULL,
+    rank integer NOT NULL CHECK (rank > 0),
+    record_id text NOT NULL,
+    ts timestamptz NOT NULL,
+    model text NOT NULL,
+    service text NOT NULL,
+    feature text NOT NULL,
+    user_id text NOT NULL,
+    tenant text NOT NULL,
+    prompt_sha256 text NOT NULL,
+    {_TOP_COLS},
+    cost numeric(30, 12) CHECK (cost >= 0),
+    currency text,
+    tags jsonb NOT NULL DEFAULT '{{{{}}}}'::jsonb,
+    PRIMARY KEY (day, rank)
+);
+
+CREATE TABLE {{s}}.prompt_digests (
+    day date NOT NULL,
+    prompt_sha256 text NOT NULL,
+    feature text NOT NULL,
+    requests bigint NOT NULL CHECK (requests >= 0),
+    total_tokens bigint NOT NULL CHECK (total_tokens >= 0),
+    first_ts timestamptz NOT NULL,
+    last_ts timestamptz NOT NULL,
+    PRIMARY KEY (day, prompt_sha256, feature)
+);
+
+CREATE TABLE {{s}}.quarantine (
+    id bigserial PRIMARY KEY,
+    day date NOT NULL,
+    source text NOT NULL,
+    line bigint NOT NULL,
+    reason text NOT NULL,
+    line_sha256 text NOT NULL
+);
+CREATE INDEX quarantine_day_idx ON {{s}}.quarantine (day);
+
+CREATE TABLE {{s}}.report_archive (
+    day date NOT NULL,
+    lang text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    html text NOT NULL,
+    json jsonb NOT NULL,
+    PRIMARY KEY (day, lang)
+);
+
+CREATE VIEW {{s}}.usage_daily AS
+SELECT day, model, feature, user_id, tenant, service, currency,
+       sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
+       sum(completion_tokens) AS completion_tokens,
+       sum(prompt_tokens + completion_tokens) AS total_tokens,
+       sum(cached_tokens) AS cached_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+       sum(cost) AS cost, sum(unpriced_requests) AS unpriced_requests
+FROM {{s}}.usage_hourly
+GROUP BY day, model, feature, user_id, tenant, service, currency;
+"""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_initial_schema", _0001),
+]
+"""``(name, SQL)`` in order; ``{s}`` is replaced by the quoted schema name."""

@@ -1,0 +1,119 @@
+"""The day parser: day cut in the report zone, quarantine, partial lines, gzip, duplicates, legacy lines."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from llmtally.pipeline import DayParser, parse_day
+
+DAY = date(2026, 11, 20)
+CANARY = "CANARY-parse-机密"
+
+
+def rec(rid: str, ts: str, **extra: object) -> bytes:
+    body = {
+        "v": 1,
+        "id": rid,
+        "ts": ts,
+        "service": "svc",
+        "model": "qwen3-8b",
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        **extra,
+    }
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode()
+
+
+def test_day_is_cut_at_local_midnight(tmp_path: Path) -> None:
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(
+        rec("a1", "2026-11-19T15:59:59.999+00:00")  # 23:59:59.999 on the 19th in Shanghai
+        + rec("a2", "2026-11-19T16:00:00+00:00")  # 00:00 on the 20th
+        + rec("a3", "2026-11-20T23:30:00+08:00")
+        + rec("a4", "2026-11-20T16:00:00Z")  # 00:00 on the 21st
+        + rec("a5", "2026-11-20T12:00:00")  # naive: the configured zone
+    )
+    parsed = parse_day([f], DAY, "Asia/Shanghai")
+    assert [r.id for r in parsed.records] == ["a2", "a3", "a5"]
+    assert parsed.stats.out_of_day == 2
+    assert parsed.records[2].ts == datetime(2026, 11, 20, 4, tzinfo=UTC)
+    utc_day = parse_day([f], DAY, "UTC")
+    assert [r.id for r in utc_day.records] == ["a3", "a4", "a5"]
+
+
+def test_malformed_lines_are_quarantined_without_text(tmp_path: Path) -> None:
+    f = tmp_path / "bad.jsonl"
+    lines = [
+        rec("ok1", "2026-11-20T10:00:00+08:00", messages=[{"role": "user", "content": CANARY}]),
+        b"{broken " + CANARY.encode() + b"\n",
+        b'{"ts": "2026-11-20T10:00:00+08:00"}\n',
+        rec("bad-ts", "not a time"),
+        rec("neg", "2026-11-20T10:00:00+08:00", usage={"prompt_tokens": -1}),
+        rec("tags", "2026-11-20T10:00:00+08:00", tags=["x"]),
+        b"\xff\xfe not utf-8\n",
+        b"plain text line " + CANARY.encode() + b"\n",
+        b"   \n",
+    ]
+    f.write_bytes(b"".join(lines))
+    parser = DayParser(DAY)
+    records = list(parser.parse([f]))
+    assert [r.id for r in records] == ["ok1"]
+    assert parser.stats.quarantined == 7 and parser.stats.blank_lines == 1
+    assert [q.line for q in parser.quarantine] == [2, 3, 4, 5, 6, 7, 8]
+    assert parser.quarantine[0].line_sha256 == hashlib.sha256(lines[1]).hexdigest()[:16]
+    reasons = [q.reason for q in parser.quarantine]
+    assert reasons[:3] == ["invalid JSON", "missing or invalid id", "ts is not an ISO 8601 timestamp"]
+    assert "negative" in reasons[3] and reasons[5] == "not UTF-8"
+    assert all(CANARY not in repr(q) for q in parser.quarantine)
+
+
+def test_partial_trailing_line_is_skipped_not_quarantined(tmp_path: Path) -> None:
+    f = tmp_path / "live.jsonl"
+    f.write_bytes(rec("p1", "2026-11-20T10:00:00+08:00") + rec("p2", "2026-11-20T10:00:00+08:00")[:-9])
+    parsed = parse_day([f], DAY)
+    assert [r.id for r in parsed.records] == ["p1"]
+    assert parsed.stats.partial_lines == 1 and parsed.stats.quarantined == 0 and parsed.stats.lines == 2
+
+
+def test_gzip_files_and_duplicates_across_files(tmp_path: Path) -> None:
+    a = tmp_path / "usage-1.jsonl.gz"
+    a.write_bytes(
+        gzip.compress(rec("g1", "2026-11-20T10:00:00+08:00") + rec("g2", "2026-11-20T11:00:00+08:00"))
+    )
+    b = tmp_path / "usage-2.jsonl"
+    b.write_bytes(rec("g2", "2026-11-20T11:00:00+08:00") + rec("g3", "2026-11-20T12:00:00+08:00"))
+    cut = tmp_path / "usage-3.jsonl.gz"
+    cut.write_bytes(gzip.compress(rec("g4", "2026-11-20T12:00:00+08:00") * 50)[:-20])
+    parsed = parse_day([a, b, cut], DAY)
+    assert [r.id for r in parsed.records][:3] == ["g1", "g2", "g3"]
+    assert parsed.stats.duplicates >= 1
+    assert parsed.stats.quarantined == 1 and parsed.quarantine[0].reason == "corrupt or truncated gzip stream"
+
+
+def test_legacy_recipe_lines(tmp_path: Path) -> None:
+    f = tmp_path / "app.log.1"
+    epoch = datetime(2026, 11, 20, 2, 0, 0, 500000, tzinfo=UTC).timestamp()
+    f.write_text(
+        f"2026-11-20 10:00:00,500 - {{'prompt': '写一篇3000字的文章', 'prompt_tokens': 12, 'completion_tokens': 30, 'total_tokens': 42, 'timestamp': {epoch}}}\n"
+        "2026-11-20 11:00:00,000 - {'prompt': 'hi', 'prompt_tokens': 3, 'completion_tokens': 4, 'total_tokens': 7, 'timestamp': '2026-11-20T11:00:00'}\n"
+        "2026-11-20 12:00:00,250 - {'prompt': 'no stamp', 'prompt_tokens': 1, 'completion_tokens': 2, 'total_tokens': 3}\n"
+        "2026-11-20 12:00:00,250 - {'prompt': 'no stamp', 'prompt_tokens': 1, 'completion_tokens': 2, 'total_tokens': 3}\n"
+        "2026-11-20 13:00:00,000 - {'prompt': (lambda: 1)(), 'prompt_tokens': 1}\n"
+        "2026-11-20 13:00:00,000 - {'prompt': 'x', 'prompt_tokens': 'many', 'completion_tokens': 1}\n"
+        "2026-11-20 13:00:00,000 - INFO something else happened\n",
+        encoding="utf-8",
+    )
+    parsed = parse_day([f], DAY)
+    recs = parsed.records
+    assert [r.ts for r in recs] == [
+        datetime(2026, 11, 20, 2, 0, 0, 500000, tzinfo=UTC),
+        datetime(2026, 11, 20, 3, tzinfo=UTC),
+        datetime(2026, 11, 20, 4, 0, 0, 250000, tzinfo=UTC),
+    ]
+    assert all(r.legacy and not r.has_prompt_text and r.prompt is None for r in recs)
+    assert recs[0].estimated_prompt_tokens == 12 and recs[0].estimated_completion_tokens == 30
+    assert recs[0].reported_prompt_tokens is None and recs[0].service == tmp_path.name
+    assert parsed.stats.duplicates == 1 and parsed.stats.quarantined == 3 and parsed.stats.legacy_records == 3

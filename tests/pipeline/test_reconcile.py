@@ -1,0 +1,113 @@
+"""Billed numbers and the day's aggregates from explicit recount numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from llmtally.pipeline import ParseStats, Recount, UsageRecord, billed, reconcile
+from llmtally.pricing import load_prices
+
+DAY = date(2026, 11, 20)
+T0 = datetime(2026, 11, 20, 2, 15, tzinfo=UTC)
+T1 = datetime(2026, 11, 20, 3, 5, tzinfo=UTC)
+TAGS = {"feature": "chat", "user": "u1", "tenant": "acme"}
+
+
+def R(rid: str, ts: datetime = T0, model: str = "gpt-4o-mini", **kw: object) -> UsageRecord:
+    return UsageRecord(rid, ts, service="svc", model=model, tags=TAGS, prompt_sha256="d" * 64, **kw)  # type: ignore[arg-type]
+
+
+def test_billed_prefers_reported_then_recount_then_estimate() -> None:
+    est = {"prompt_tokens": 50, "completion_tokens": 60}
+    rec = R("a", usage={"prompt_tokens": 10, "completion_tokens": None}, estimate=est)
+    b = billed(rec, Recount("ok", 11, 21, "fp"))
+    assert (b.prompt_tokens, b.prompt_source, b.completion_tokens, b.completion_source) == (
+        10,
+        "reported",
+        21,
+        "recount",
+    )
+    b = billed(R("b", estimate=est), Recount("unknown_model"))
+    assert (b.prompt_tokens, b.completion_tokens, b.prompt_source) == (50, 60, "estimate")
+    b = billed(R("c"), None)
+    assert (b.prompt_tokens, b.completion_tokens, b.prompt_source) == (0, 0, "missing")
+    prices = load_prices()
+    b = billed(
+        R("d", usage={"prompt_tokens": 1000, "completion_tokens": 1000, "cached_tokens": 400}), None, prices
+    )
+    assert b.cost is not None and b.cost.amount == Decimal(
+        "0.00072"
+    )  # 600*0.15 + 400*0.075 + 1000*0.60 and b.cost.currency == "USD"
+    assert (
+        billed(
+            R("e", model="my-own-model", usage={"prompt_tokens": 1, "completion_tokens": 1}), None, prices
+        ).cost
+        is None
+    )
+
+
+def test_aggregates_drift_and_estimate_error() -> None:
+    u = lambda p, c: {"prompt_tokens": p, "completion_tokens": c}  # noqa: E731
+    recs = [
+        R("r1", usage=u(100, 20), estimate=u(90, 30)),  # recount agrees
+        R("r2", usage=u(103, 20), estimate=u(100, 20)),  # drift +3 on the prompt
+        R("r3", T1, estimate=u(10, 10)),  # billed from the recount
+        R("r4", T1, model="mystery", usage=u(7, 7)),  # unknown model
+        UsageRecord("r5", T1, service="legacy", estimate=u(5, 6), legacy=True, text="legacy"),
+    ]
+    rcs = {
+        "r1": Recount("ok", 100, 20, "fp1"),
+        "r2": Recount("ok", 100, 20, "fp1"),
+        "r3": Recount("ok", 12, 8, "fp1"),
+        "r4": Recount("unknown_model"),
+        "r5": Recount("not_recountable"),
+    }
+    load = reconcile(
+        recs, rcs, day=DAY, prices=load_prices(), stats=ParseStats(records=5), top_n=2, run_id="run-1"
+    )
+    rows = {(h.hour.hour, h.model): h for h in load.hourly}
+    h2 = rows[(2, "gpt-4o-mini")]
+    assert (h2.requests, h2.prompt_tokens, h2.completion_tokens, h2.recounted_prompt_tokens) == (
+        2,
+        203,
+        40,
+        200,
+    )
+    assert (h2.estimated_prompt_tokens, h2.estimated_completion_tokens, h2.unpriced_requests) == (190, 50, 0)
+    assert h2.cost == Decimal("203") * Decimal("0.15") / 10**6 + Decimal("40") * Decimal("0.60") / 10**6
+    h3 = rows[(3, "gpt-4o-mini")]
+    assert (h3.prompt_tokens, h3.completion_tokens, h3.estimated_prompt_tokens) == (12, 8, 10)
+    assert rows[(3, "mystery")].cost is None and rows[(3, "mystery")].unpriced_requests == 1
+    legacy = rows[(3, "")]
+    assert (legacy.prompt_tokens, legacy.completion_tokens, legacy.service) == (5, 6, "legacy")
+    recon = {(r.model, r.fingerprint): r for r in load.reconciliation}
+    g = recon[("gpt-4o-mini", "fp1")]
+    assert (g.records, g.recounted, g.drift_records, g.prompt_drift_tokens, g.prompt_drift_abs_tokens) == (
+        3,
+        3,
+        1,
+        3,
+        3,
+    )
+    assert g.estimated == 3
+    errs = [(120 - 120) / 120, (120 - 123) / 123, (20 - 20) / 20]
+    assert abs(g.estimate_ape_sum - sum(abs(e) for e in errs)) < 1e-12
+    assert (
+        g.estimate_mape_pct is not None
+        and abs(g.estimate_mape_pct - 100 * sum(abs(e) for e in errs) / 3) < 1e-9
+    )
+    assert recon[("mystery", "")].unknown_model == 1 and recon[("", "")].not_recountable == 1
+    q = load.quality
+    assert (q.records, q.prompt_tokens, q.completion_tokens) == (5, 227, 61)
+    assert (q.billed_reported, q.billed_recount, q.billed_estimate, q.drift_records, q.legacy_records) == (
+        3,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert [t.record_id for t in load.top_requests] == ["r2", "r1"]
+    assert load.top_requests[0].total_tokens == 123 and load.top_requests[0].tags == TAGS
+    assert [(d.requests, d.total_tokens) for d in load.digests] == [(4, 123 + 120 + 20 + 14)]
+    assert load.ledger is not None and load.ledger.run_id == "run-1" and load.ledger.records == 5

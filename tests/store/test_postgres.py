@@ -1,0 +1,107 @@
+"""PostgreSQL specifics: migrations, partitions, atomic failure, DSNs, driver error mapping."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date
+
+import psycopg
+import pytest
+
+from llmtally import ConfigError, StorageError
+from llmtally.store import MIGRATIONS, PostgresStore, dsn_from_env, schema_from_env
+from tests.store.days import day_load
+
+D1 = date(2026, 12, 1)  # its local day starts on 30 November in UTC: two monthly partitions
+
+
+def test_migrations_are_recorded_once(pg_dsn: str, pg_schema: str) -> None:
+    with PostgresStore(pg_dsn, schema=pg_schema, migrate=False) as store:
+        assert store.migrate() == [name for name, _ in MIGRATIONS]
+        assert store.migrate() == []
+    with PostgresStore(pg_dsn, schema=pg_schema) as store, psycopg.connect(pg_dsn) as conn:
+        names = conn.execute(f'SELECT name FROM "{pg_schema}".schema_migrations').fetchall()
+        assert [n for (n,) in names] == [name for name, _ in MIGRATIONS]
+        store.load_day(day_load(D1))
+        parts = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE p.relname = 'usage_hourly' AND n.nspname = %s ORDER BY 1",
+            (pg_schema,),
+        ).fetchall()
+        assert [p for (p,) in parts] == [
+            "usage_hourly_default",
+            "usage_hourly_p202611",
+            "usage_hourly_p202612",
+        ]
+        default_rows = conn.execute(f'SELECT count(*) FROM "{pg_schema}".usage_hourly_default').fetchone()
+        assert default_rows == (0,)
+        daily = conn.execute(
+            f'SELECT sum(total_tokens) FROM "{pg_schema}".usage_daily WHERE day = %s', (D1,)
+        ).fetchone()
+        assert daily is not None and daily[0] == 474
+
+
+def test_failure_mid_load_rolls_back(pg_dsn: str, pg_schema: str) -> None:
+    with PostgresStore(pg_dsn, schema=pg_schema) as store:
+        good = day_load(D1)
+        store.load_day(good)
+        bad = day_load(D1, scale=2)
+        dup_top = replace(
+            bad, top_requests=[*bad.top_requests, bad.top_requests[0]]
+        )  # primary key clash mid-COPY
+        with pytest.raises(StorageError, match="UniqueViolation"):
+            store.load_day(dup_top)
+        negative = replace(bad, hourly=[replace(bad.hourly[0], cached_tokens=-1), *bad.hourly[1:]])
+        with pytest.raises(StorageError, match="CheckViolation"):
+            store.load_day(negative)
+        assert store.hourly_rows(D1) == sorted(good.hourly, key=lambda h: (h.hour, h.model))
+        assert store.top_requests(D1) == list(good.top_requests)
+        assert len(store.ledger(D1)) == 1
+
+
+def test_driver_errors_are_storage_errors(pg_dsn: str) -> None:
+    with pytest.raises(StorageError, match="cannot connect"):
+        PostgresStore("host=127.0.0.1 port=1 connect_timeout=2 user=nobody dbname=nothing")
+    with pytest.raises(ConfigError):
+        PostgresStore(pg_dsn, schema="bad; drop")
+
+
+def test_dsn_from_env_forms() -> None:
+    uri = "postgres://u%40x:p%2Fw@db.example:6543/usage?sslmode=require&__extra__=%7B%22connect_timeout%22%3A+5%7D"
+    dsn = dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": uri})
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    assert params == {
+        "host": "db.example",
+        "port": "6543",
+        "dbname": "usage",
+        "user": "u@x",
+        "password": "p/w",
+        "sslmode": "require",
+        "connect_timeout": "5",
+    }
+    obj = {
+        "conn_type": "postgres",
+        "host": "h",
+        "login": "l",
+        "password": "s",
+        "schema": "d",
+        "port": 5432,
+        "extra": {"sslmode": "disable", "cursor": "dictcursor"},
+    }
+    params = psycopg.conninfo.conninfo_to_dict(dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": json.dumps(obj)}))
+    assert params == {
+        "host": "h",
+        "port": "5432",
+        "dbname": "d",
+        "user": "l",
+        "password": "s",
+        "sslmode": "disable",
+    }
+    assert dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": "host=x dbname=y"}) == "host=x dbname=y"
+    with pytest.raises(ConfigError, match="AIRFLOW_CONN_LLM_USAGE_DB"):
+        dsn_from_env({})
+    with pytest.raises(ConfigError):
+        dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": "mysql://x/y"})
+    assert schema_from_env({}) == "llmtally" and schema_from_env({"LLMTALLY_DB_SCHEMA": "usage"}) == "usage"
