@@ -47,7 +47,7 @@ def llm_usage_daily() -> None:
     def plan() -> dict[str, object]:
         from llmtally.jobs import daily
 
-        return daily.plan(get_current_context())
+        return daily.plan_from_context(get_current_context())
 
     @task
     def collect(p: dict[str, object]) -> dict[str, object]:

@@ -28,6 +28,7 @@ __all__ = [
     "ENV_REPORT_LANG",
     "ENV_SERVICE",
     "ENV_SMTP_URL",
+    "ENV_STAGING_DIR",
     "ENV_TIMEZONE",
     "Config",
     "ModelEntry",
@@ -49,17 +50,21 @@ ENV_SERVICE = "LLMTALLY_SERVICE"
 ENV_REPORT_DIR = "LLMTALLY_REPORT_DIR"
 """Directory reports are written into."""
 ENV_REPORT_LANG = "LLMTALLY_REPORT_LANG"
-"""Language of the daily report, ``zh`` or ``en`` (default: ``[report] lang`` in llmtally.toml, else ``zh``)."""
+"""Language of the daily report, ``zh`` or ``en`` (default: ``[report] lang`` in llmtally.toml, else zh)."""
 ENV_REPORT_FROM = "LLMTALLY_REPORT_FROM"
 """Sender address of report emails sent outside Airflow (default ``llmtally@localhost``)."""
 ENV_SMTP_URL = "LLMTALLY_SMTP_URL"
 """SMTP server for report emails sent outside Airflow: ``smtp://[user:pw@]host[:port][?starttls=1]``
 or ``smtps://...`` (inside Airflow the ``smtp_default`` connection is used instead)."""
+ENV_STAGING_DIR = "LLMTALLY_STAGING_DIR"
+"""Where a DAG run's tasks hand text-free intermediate files to each other (a volume every worker
+mounts; default: the system temp dir)."""
 ENV_TIMEZONE = "LLMTALLY_TIMEZONE"
 """Time zone days are cut in (default ``Asia/Shanghai``)."""
 ENV_DB_URL = "AIRFLOW_CONN_LLM_USAGE_DB"
 """The aggregate database: the Airflow connection ``llm_usage_db`` as an env var, in URI form
-(``postgresql://user:pw@host:5432/db``) or Airflow's JSON form; read by :func:`llmtally.store.dsn_from_env`."""
+(``postgresql://user:pw@host:5432/db``) or Airflow's JSON form; read by
+:func:`llmtally.store.dsn_from_env`."""
 ENV_DB_SCHEMA = "LLMTALLY_DB_SCHEMA"
 """PostgreSQL schema holding llmtally's tables (default ``llmtally``)."""
 

@@ -46,8 +46,9 @@ def temp_database(prefix: str) -> Iterator[str]:
 class AirflowServer:
     """Handle on a running Airflow: REST calls with a bearer token."""
 
-    def __init__(self, base_url: str, home: Path, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, base_url: str, home: Path, proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
         self.base_url = base_url
+        self.env = env
         self.home = home
         self.proc = proc
         self.username = "admin"
@@ -127,7 +128,7 @@ def airflow_standalone(home: Path, extra_env: dict[str, str]) -> Iterator[Airflo
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        server = AirflowServer(f"http://127.0.0.1:{port}", home, proc)
+        server = AirflowServer(f"http://127.0.0.1:{port}", home, proc, env)
         try:
             deadline = time.monotonic() + 180
             while True:

@@ -1,0 +1,318 @@
+"""The steps of ``llm_usage_daily``, one function per task.
+
+Each takes the run's plan (a small dict from :func:`plan`) and what its upstream task returned, does
+its work, logs what it processed, and returns a small JSON-able summary for XCom.  Records and their
+text never travel through XCom: tasks re-read the day's files (fast), restricted to the record ids
+the ``parse`` task fixed, and hand text-free results on through :class:`Staging`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Any
+
+from .._config import ENV_LOG_DIRS, load_config
+from .._exceptions import ConfigError
+from ._day import report_day
+from ._staging import Staging
+
+__all__ = [
+    "cleanup",
+    "collect",
+    "load",
+    "parse",
+    "plan",
+    "plan_from_context",
+    "reconcile",
+    "recount",
+    "report",
+]
+
+log = logging.getLogger("llmtally.jobs")
+
+Plan = dict[str, Any]
+VAR_LOG_DIRS = "llm_usage_log_dirs"
+VAR_RECIPIENTS = "llm_usage_report_recipients"
+
+
+def _split_sources(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            parsed = json.loads(value)
+            return [str(v) for v in parsed]
+        return [v for v in value.split(os.pathsep) if v]
+    return [str(v) for v in value if v]
+
+
+def plan(
+    params: Mapping[str, Any],
+    *,
+    run_id: str,
+    data_interval_start: datetime | None = None,
+    run_after: datetime | None = None,
+    variable: Callable[[str], str | None] = lambda _key: None,
+) -> Plan:
+    """Fix what this run does: the day, sources, recipients, language, dry run, staging folder.
+
+    ``variable(key)`` reads an Airflow Variable (``llm_usage_log_dirs`` overrides
+    ``LLMTALLY_LOG_DIRS``; ``llm_usage_report_recipients``); params override both.
+    """
+    cfg = load_config()
+    day = report_day(
+        cfg.timezone,
+        day_param=params.get("day"),
+        data_interval_start=data_interval_start,
+        run_after=run_after,
+    )
+    sources = _split_sources(params.get("sources")) or _split_sources(variable(VAR_LOG_DIRS))
+    sources = sources or _split_sources(os.environ.get(ENV_LOG_DIRS))
+    if not sources:
+        raise ConfigError(
+            f"no log sources: set the Variable {VAR_LOG_DIRS} or {ENV_LOG_DIRS} (folders or globs, "
+            f"separated by {os.pathsep!r}), or pass the sources param"
+        )
+    from ..report import parse_recipients
+
+    recipients = parse_recipients(params.get("recipients")) or parse_recipients(variable(VAR_RECIPIENTS))
+    stage = Staging.for_run(day.isoformat(), run_id)
+    p: Plan = {
+        "day": day.isoformat(),
+        "tz": cfg.timezone,
+        "sources": sources,
+        "recipients": recipients,
+        "lang": params.get("lang"),
+        "dry_run": bool(params.get("dry_run")),
+        "run_id": run_id,
+        "staging": str(stage.path),
+    }
+    log.info(
+        "run %s reports %s (%s); sources %s; dry_run=%s", run_id, p["day"], p["tz"], sources, p["dry_run"]
+    )
+    return p
+
+
+def plan_from_context(context: Mapping[str, Any]) -> Plan:
+    """:func:`plan` from an Airflow task context (the only place Airflow's Variables are read)."""
+    from airflow.sdk import Variable
+
+    def variable(key: str) -> str | None:
+        value = Variable.get(key, default=None)
+        return None if value is None else str(value)
+
+    dag_run = context["dag_run"]
+    return plan(
+        context["params"],
+        run_id=str(context["run_id"]),
+        data_interval_start=context.get("data_interval_start"),
+        run_after=getattr(dag_run, "run_after", None),
+        variable=variable,
+    )
+
+
+def _day(p: Plan) -> date:
+    return date.fromisoformat(p["day"])
+
+
+def collect(p: Plan) -> dict[str, Any]:
+    """Find the files that may hold the day's records."""
+    from ..pipeline import collect as collect_files
+
+    found = collect_files(p["sources"], day=_day(p), tz=p["tz"])
+    if found.missing_sources and len(found.missing_sources) == len(p["sources"]):
+        raise ConfigError(f"none of the log sources exists: {found.missing_sources} (volumes not mounted?)")
+    for src in found.missing_sources:
+        log.warning("log source %s does not exist (volume not mounted?)", src)
+    log.info(
+        "collect: %d files, %.1f MB; %d skipped as older than the day; %d missing sources",
+        len(found.files),
+        found.bytes / 1e6,
+        len(found.skipped),
+        len(found.missing_sources),
+    )
+    return {
+        "files": found.paths,
+        "bytes": found.bytes,
+        "skipped": len(found.skipped),
+        "missing_sources": found.missing_sources,
+    }
+
+
+def _records(p: Plan, files: Iterable[str], ids: set[str] | None = None) -> list[Any]:
+    from ..pipeline import parse_day
+
+    parsed = parse_day(list(files), _day(p), p["tz"])
+    if ids is None:
+        return list(parsed.records)
+    return [r for r in parsed.records if r.id in ids]
+
+
+def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
+    """Parse and validate the day's records; fix the set of record ids this run processes."""
+    from ..pipeline import parse_day
+
+    t0 = time.perf_counter()
+    parsed = parse_day(list(files["files"]), _day(p), p["tz"])
+    stage = Staging(p["staging"])
+    ids = [r.id for r in parsed.records]
+    stage.write("parse", {"ids": ids, "stats": parsed.stats, "quarantine": list(parsed.quarantine)})
+    stats = asdict(parsed.stats)
+    log.info(
+        "parse: %(files)d files, %(lines)d lines -> %(records)d records (%(legacy_records)d legacy), "
+        "%(quarantined)d quarantined, %(partial_lines)d partial lines skipped, %(duplicates)d duplicates, "
+        "%(out_of_day)d from other days",
+        stats,
+    )
+    return {**stats, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
+    """Exact prompt/completion counts of every record with text (runs on the recount queue)."""
+    from ..pipeline import recount as recount_records
+    from ..tokens import load_engine
+
+    stage = Staging(p["staging"])
+    index = stage.read("parse")
+    t0 = time.perf_counter()
+    records = _records(p, _files(p), set(index["ids"]))
+    engines: dict[str, Any] = {}
+
+    def counter_for_model(model: str) -> Any:
+        engine = load_engine(model)
+        engines[model] = engine
+        return engine
+
+    counts = recount_records(records, counter_for_model)
+    stage.write("recount", {rid: rc.to_json() for rid, rc in counts.items()})
+    by_status: dict[str, int] = {}
+    for rc in counts.values():
+        by_status[rc.status] = by_status.get(rc.status, 0) + 1
+    for model, engine in engines.items():
+        log.info("recount %s: %s", model, engine.summary())
+    unknown = sorted(
+        {r.model for r in records if counts.get(r.id) and counts[r.id].status == "unknown_model"}
+    )
+    if unknown:
+        log.warning("recount: no tokenizer for models %s (counted as unknown, not guessed)", unknown)
+    log.info("recount: %d records: %s", len(records), by_status)
+    return {
+        "records": len(records),
+        "status": by_status,
+        "unknown_models": unknown,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _files(p: Plan) -> list[str]:
+    from ..pipeline import collect as collect_files
+
+    return collect_files(p["sources"], day=_day(p), tz=p["tz"]).paths
+
+
+def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
+    """Billed numbers, drift and estimate error; the day's aggregates, staged for loading."""
+    from ..pipeline import Recount
+    from ..pipeline import reconcile as reconcile_records
+    from ..pricing import load_prices
+
+    stage = Staging(p["staging"])
+    index = stage.read("parse")
+    t0 = time.perf_counter()
+    records = _records(p, _files(p), set(index["ids"]))
+    recounts = {rid: Recount.from_json(v) for rid, v in stage.read("recount").items()}
+    load_ = reconcile_records(
+        records,
+        recounts,
+        day=_day(p),
+        tz=p["tz"],
+        prices=load_prices(load_config()),
+        stats=index["stats"],
+        quarantine=index["quarantine"],
+        run_id=p["run_id"],
+        details={"recount": dict(counted)},
+    )
+    stage.write("dayload", load_)
+    drift = sum(r.drift_records for r in load_.reconciliation)
+    q = load_.quality
+    log.info(
+        "reconcile: %d hourly rows, %d records; drift in %d records; %d not recountable; %d unknown model",
+        len(load_.hourly),
+        q.records,
+        drift,
+        q.not_recountable,
+        q.unknown_model,
+    )
+    return {
+        "hourly_rows": len(load_.hourly),
+        "records": q.records,
+        "drift_records": drift,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _dsn() -> str:
+    from ..store import dsn_from_env
+
+    if os.environ.get("AIRFLOW_CONN_LLM_USAGE_DB"):
+        return dsn_from_env()
+    from ..store.airflow import dsn_from_airflow
+
+    return dsn_from_airflow()
+
+
+def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace the day in PostgreSQL in one transaction; quality checks fail the task loudly."""
+    from ..store import open_store
+
+    day_load = Staging(p["staging"]).read("dayload")
+    if p["dry_run"]:
+        log.info("dry run: not loading %s (%d hourly rows)", p["day"], len(day_load.hourly))
+        return {"loaded": False, "dry_run": True}
+    t0 = time.perf_counter()
+    with open_store(_dsn()) as store:
+        store.load_day(day_load)
+    log.info(
+        "load: %s replaced with %d hourly rows in %.2f s",
+        p["day"],
+        len(day_load.hourly),
+        time.perf_counter() - t0,
+    )
+    return {"loaded": True, "hourly_rows": len(day_load.hourly)}
+
+
+def report(p: Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Render the day's report from PostgreSQL, write and archive it, and email it."""
+    from ..report import AirflowSmtpNotifier, run_daily_report
+
+    if p["dry_run"] or not loaded.get("loaded"):
+        log.info("dry run: no report sent for %s", p["day"])
+        return {"sent": False}
+    import psycopg
+
+    recipients = list(p["recipients"])
+    with psycopg.connect(_dsn()) as conn:
+        result = run_daily_report(
+            conn,
+            _day(p),
+            lang=p["lang"],
+            recipients=recipients,
+            notifier=AirflowSmtpNotifier() if recipients else None,
+            timezone=p["tz"],
+        )
+    log.info(
+        "report: %s written to %s; sent to %d recipient(s)", p["day"], result.html_path, len(result.sent_to)
+    )
+    return {"html": str(result.html_path) if result.html_path else None, "sent_to": list(result.sent_to)}
+
+
+def cleanup(p: Plan) -> None:
+    """Remove the run's staging folder."""
+    Staging(p["staging"]).remove()

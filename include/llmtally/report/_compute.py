@@ -1,0 +1,207 @@
+"""Turn the aggregates of :class:`ReportData` into the report's numbers (the JSON summary contract).
+
+Pure functions over plain data: no database, no rendering.  Rounding rules (documented in
+``docs/report-json.md``): percentages to 2 decimals, shares (0..1) to 4, money to 6.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from ._anomalies import Thresholds, detect_anomalies
+from ._compare import detect_model_changes
+from ._data import DailyUsage, ReportData
+
+__all__ = ["SCHEMA_VERSION", "change_pct", "money", "summarize"]
+
+SCHEMA_VERSION = 1
+DIMENSIONS = ("feature", "model", "user", "service")
+
+
+def change_pct(current: float, previous: float) -> float | None:
+    """Change from ``previous`` to ``current`` in %, 2 decimals; ``None`` when ``previous`` is 0."""
+    if not previous:
+        return None
+    return round((current - previous) * 100.0 / previous, 2)
+
+
+def money(amounts: Mapping[Any, Decimal | None]) -> dict[str, float]:
+    """``{currency: amount}`` rounded to 6 decimals, sorted by currency; unpriced amounts dropped."""
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    for currency, amount in amounts.items():
+        if currency and amount is not None:
+            out[currency] += amount
+    return {c: float(round(out[c], 6)) for c in sorted(out)}
+
+
+def _add_cost(acc: dict[str, Decimal], currency: str | None, amount: Decimal | None) -> None:
+    if currency and amount is not None:
+        acc[currency] = acc.get(currency, Decimal(0)) + amount
+
+
+def day_totals(rows: Iterable[DailyUsage]) -> dict[str, Any]:
+    """Requests, tokens and cost per currency summed over ``rows``."""
+    t = dict.fromkeys(
+        ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"), 0
+    )
+    unpriced = 0
+    cost: dict[str, Decimal] = {}
+    for r in rows:
+        t["requests"] += r.requests
+        t["prompt_tokens"] += r.prompt_tokens
+        t["completion_tokens"] += r.completion_tokens
+        t["cached_tokens"] += r.cached_tokens
+        t["reasoning_tokens"] += r.reasoning_tokens
+        unpriced += r.unpriced_requests
+        _add_cost(cost, r.currency, r.cost)
+    return {
+        **t,
+        "total_tokens": t["prompt_tokens"] + t["completion_tokens"],
+        "cost": money(dict(cost)),
+        "unpriced_requests": unpriced,
+    }
+
+
+def _top(groups: Mapping[str, tuple[int, dict[str, Decimal]]], total: int, n: int) -> list[dict[str, Any]]:
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
+    return [
+        {
+            "name": name,
+            "total_tokens": tokens,
+            "cost": money(dict(cost)),
+            "share": round(tokens / total, 4) if total else 0.0,
+        }
+        for name, (tokens, cost) in ranked
+    ]
+
+
+def _group(
+    items: Iterable[tuple[str, int, str | None, Decimal | None]],
+) -> dict[str, tuple[int, dict[str, Decimal]]]:
+    acc: dict[str, list[Any]] = {}
+    for name, tokens, currency, cost in items:
+        slot = acc.setdefault(name, [0, {}])
+        slot[0] += tokens
+        _add_cost(slot[1], currency, cost)
+    return {k: (v[0], v[1]) for k, v in acc.items()}
+
+
+def _reconciliation(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    keys = ("records", "recounted", "unknown_model", "not_recountable", "drift_records")
+    out: dict[str, Any] = dict.fromkeys(keys, 0)
+    per_service: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    drift: list[dict[str, Any]] = []
+    unknown: set[str] = set()
+    for r in rows:
+        for k in keys:
+            out[k] += int(r.get(k) or 0)
+        est = int(r.get("estimated") or 0)
+        if est:
+            acc = per_service[str(r.get("service", ""))]
+            acc[0] += est
+            acc[1] += float(r.get("estimate_ape_sum") or 0.0)
+            acc[2] += float(r.get("estimate_pe_sum") or 0.0)
+        if int(r.get("unknown_model") or 0):
+            unknown.add(str(r.get("model", "")))
+        if int(r.get("drift_records") or 0):
+            drift.append(
+                {
+                    "model": r.get("model", ""),
+                    "service": r.get("service", ""),
+                    "fingerprint": r.get("fingerprint", ""),
+                    "records": int(r.get("records") or 0),
+                    "drift_records": int(r.get("drift_records") or 0),
+                    "prompt_drift_tokens": int(r.get("prompt_drift_tokens") or 0),
+                    "completion_drift_tokens": int(r.get("completion_drift_tokens") or 0),
+                }
+            )
+    out["estimate_error_pct"] = {s: round(100.0 * v[1] / v[0], 2) for s, v in sorted(per_service.items())}
+    out["estimate_bias_pct"] = {s: round(100.0 * v[2] / v[0], 2) for s, v in sorted(per_service.items())}
+    out["unknown_models"] = sorted(unknown)
+    out["drift"] = drift
+    return out
+
+
+def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """The report's summary for ``data.day``: the JSON contract of ``docs/report-json.md``."""
+    day = data.day
+    by_day: dict[date, list[DailyUsage]] = defaultdict(list)
+    for r in data.daily:
+        by_day[r.day].append(r)
+    tokens_on = {d: sum(r.total_tokens for r in rows) for d, rows in by_day.items()}
+
+    def tok(d: date) -> int:
+        return tokens_on.get(d, 0)
+
+    def span(end: date, days: int) -> int:
+        return sum(tok(end - timedelta(days=i)) for i in range(days))
+
+    today = day_totals(by_day.get(day, ()))
+    total = today["total_tokens"]
+    prev, week = tok(day - timedelta(days=1)), tok(day - timedelta(days=7))
+    last7, prev7 = span(day, 7), span(day - timedelta(days=7), 7)
+    rows = by_day.get(day, [])
+    users = [u for u in data.users if u.day == day]
+    top = {
+        "feature": _top(_group((r.feature, r.total_tokens, r.currency, r.cost) for r in rows), total, top_n),
+        "model": _top(_group((r.model, r.total_tokens, r.currency, r.cost) for r in rows), total, top_n),
+        "user": _top(_group((u.user_id, u.total_tokens, u.currency, u.cost) for u in users), total, top_n),
+        "service": _top(_group((r.service, r.total_tokens, r.currency, r.cost) for r in rows), total, top_n),
+    }
+    hours: dict[int, list[int]] = {h: [0, 0, 0] for h in range(24)}
+    for h in data.hourly:
+        if h.hour.date() == day:
+            hours[h.hour.hour][0] += h.requests
+            hours[h.hour.hour][1] += h.total_tokens
+        elif h.hour.date() == day - timedelta(days=7):
+            hours[h.hour.hour][2] += h.total_tokens
+    trend_start = day - timedelta(days=27)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "day": day.isoformat(),
+        "timezone": data.timezone,
+        **today,
+        "previous_day": {"total_tokens": prev, "change_pct": change_pct(total, prev)},
+        "same_day_last_week": {"total_tokens": week, "change_pct": change_pct(total, week)},
+        "last_7_days": {
+            "total_tokens": last7,
+            "previous_total_tokens": prev7,
+            "change_pct": change_pct(last7, prev7),
+        },
+        "top": top,
+        "hourly": [
+            {"hour": h, "requests": v[0], "total_tokens": v[1], "same_day_last_week_total_tokens": v[2]}
+            for h, v in hours.items()
+        ],
+        "daily": [
+            {
+                "day": (trend_start + timedelta(days=i)).isoformat(),
+                "total_tokens": tok(trend_start + timedelta(days=i)),
+            }
+            for i in range(28)
+        ],
+        "top_requests": [
+            {
+                "rank": t.rank,
+                "ts": t.ts.isoformat(),
+                "prompt_sha256": t.prompt_sha256,
+                "model": t.model,
+                "feature": t.feature,
+                "user": t.user_id,
+                "service": t.service,
+                "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "total_tokens": t.total_tokens,
+                "cost": money({t.currency: t.cost}),
+                "tags": dict(sorted(t.tags.items())),
+            }
+            for t in sorted(data.top_requests, key=lambda t: (-t.total_tokens, t.rank))[:top_n]
+        ],
+        "reconciliation": _reconciliation(data.reconciliation),
+        "model_changes": detect_model_changes(data.daily, day),
+        "anomalies": [a.as_dict() for a in detect_anomalies(data, thresholds or Thresholds())],
+    }

@@ -1,0 +1,145 @@
+"""Render a report: JSON summary, charts and the Jinja2 HTML email (autoescaped, inline CSS, no scripts).
+
+Templates live in ``include/templates/`` (``report.html.j2``).  The email version references the
+charts as ``cid:`` inline images; the file version embeds them as ``data:`` URIs so it opens alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ._anomalies import Thresholds
+from ._charts import render_charts
+from ._compute import money, summarize
+from ._data import ReportData
+from ._i18n import Formatter, messages
+
+__all__ = ["TEMPLATE_DIR", "Report", "build_report", "render_html"]
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
+"""``include/templates``: the report's Jinja2 templates."""
+
+CHART_IDS = {"hourly": "llmtally-hourly", "trend": "llmtally-trend", "cost": "llmtally-cost"}
+"""Content-IDs of the inline chart images in the email."""
+
+_TREND_FEATURES = 6
+
+
+@dataclass(frozen=True)
+class Report:
+    """A rendered daily report."""
+
+    day: date
+    lang: str
+    summary: Mapping[str, Any]
+    subject: str
+    text: str
+    html_email: str
+    html_file: str
+    charts: Mapping[str, bytes] = field(default_factory=dict)
+
+    def json(self) -> str:
+        """The JSON summary (``docs/report-json.md``), UTF-8 text, keys in contract order."""
+        return json.dumps(self.summary, ensure_ascii=False, indent=2) + "\n"
+
+
+@cache
+def _env(template_dir: str) -> Any:
+    import jinja2
+
+    if not Path(template_dir, "report.html.j2").is_file():
+        raise FileNotFoundError(f"report templates missing in {template_dir} (expected include/templates/)")
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        autoescape=True,  # tag values and names are user-controlled text
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(summary: Mapping[str, Any], lang: str, images: Mapping[str, str]) -> str:
+    """The report HTML; ``images`` maps chart names to ``src`` values (``cid:…`` or ``data:…``)."""
+    fmt = Formatter(lang, summary["timezone"])
+    template = _env(str(TEMPLATE_DIR)).get_template("report.html.j2")
+    return str(template.render(s=summary, m=messages(lang), f=fmt, img=images, lang=lang))
+
+
+def _headline(summary: Mapping[str, Any], fmt: Formatter) -> str:
+    features = summary["top"]["feature"]
+    driver = ""
+    if features:
+        driver = fmt.msg["driver"].format(
+            name=fmt.name(features[0]["name"]), share=fmt.share(features[0]["share"])
+        )
+    return fmt.msg["headline"].format(
+        day=summary["day"],
+        tokens=fmt.number(summary["total_tokens"]),
+        requests=fmt.number(summary["requests"]),
+        change=fmt.change(summary["same_day_last_week"]["change_pct"]),
+        driver=driver,
+    )
+
+
+def _chart_inputs(data: ReportData) -> tuple[dict[str, list[int]], dict[str, dict[str, float]]]:
+    start = data.day - timedelta(days=27)
+    per: dict[str, list[int]] = defaultdict(lambda: [0] * 28)
+    cost: dict[str, dict[str | None, Decimal | None]] = defaultdict(dict)
+    for r in data.daily:
+        if r.day >= start:
+            per[r.feature][(r.day - start).days] += r.total_tokens
+        if r.day == data.day and r.cost is not None:
+            slot = cost[r.model]
+            slot[r.currency] = (slot.get(r.currency) or Decimal(0)) + r.cost
+    ranked = sorted(per, key=lambda f: (-sum(per[f]), f))
+    trend = {f: per[f] for f in ranked[:_TREND_FEATURES]}
+    rest = ranked[_TREND_FEATURES:]
+    if rest:
+        trend["\0other"] = [sum(per[f][i] for f in rest) for i in range(28)]
+    return trend, {m: money(c) for m, c in sorted(cost.items())}
+
+
+def build_report(
+    data: ReportData, *, lang: str = "zh", top_n: int = 10, thresholds: Thresholds | None = None
+) -> Report:
+    """Compute, chart and render the report of ``data.day`` in ``lang``."""
+    fmt = Formatter(lang, data.timezone)
+    summary = summarize(data, top_n=top_n, thresholds=thresholds)
+    trend, cost_by_model = _chart_inputs(data)
+    charts = render_charts(summary, trend, cost_by_model, lang)
+    cid = {k: f"cid:{v}" for k, v in CHART_IDS.items()}
+    inline = {k: "data:image/png;base64," + base64.b64encode(v).decode("ascii") for k, v in charts.items()}
+    headline = _headline(summary, fmt)
+    subject = fmt.msg["subject"].format(
+        day=summary["day"],
+        tokens=fmt.number(summary["total_tokens"]),
+        change=fmt.change(summary["same_day_last_week"]["change_pct"]),
+    )
+    text = "\n".join(
+        [
+            headline,
+            f"{fmt.msg['cost']}: {fmt.money(summary['cost'])}",
+            fmt.msg["timezone"].format(tz=fmt.tz(summary["day"])),
+            f"{fmt.msg['anomalies']}: {len(summary['anomalies'])}",
+        ]
+    )
+    summary = {**summary, "headline": headline}
+    return Report(
+        day=data.day,
+        lang=lang,
+        summary=summary,
+        subject=subject,
+        text=text + "\n",
+        html_email=render_html(summary, lang, cid),
+        html_file=render_html(summary, lang, inline),
+        charts=charts,
+    )

@@ -1,0 +1,135 @@
+"""llm_usage_daily end to end in-process (``dag.test()``): sample logs written by the real logger,
+exact recount, real PostgreSQL, report files.  Which logical date reports which day, re-runs,
+backfill order and dry runs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from tests.e2e.expected import expected_totals
+from tests.support import REPO_ROOT, SHARED
+
+TZ = "Asia/Shanghai"
+LAST = date(2026, 11, 20)
+DAYS = [LAST - timedelta(days=n) for n in range(2, -1, -1)]
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO_ROOT / "examples"))
+    from sample_traffic import generate
+
+    root = tmp_path_factory.mktemp("service-logs")
+    generate(root, days=len(DAYS), per_day=80, shared=SHARED, end=LAST)
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(
+    airflow_db: str, logs: Path, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("run")
+    cfg = home / "llmtally.toml"
+    tok = SHARED / "tokenizers"
+    cfg.write_text(
+        f'[models."qwen3-8b"]\ntokenizer = "{tok / "qwen3"}"\n'
+        f'[models."Qwen/Qwen3-8B"]\ntokenizer = "{tok / "qwen3"}"\n'
+        f'[models."deepseek-ai/DeepSeek-V3"]\ntokenizer = "{tok / "deepseek_v3"}"\n',
+        encoding="utf-8",
+    )
+    values = {
+        "AIRFLOW_CONN_LLM_USAGE_DB": pg_dsn,
+        "AIRFLOW_VAR_LLM_USAGE_LOG_DIRS": str(logs / "*"),
+        "LLMTALLY_CONFIG": str(cfg),
+        "LLMTALLY_REPORT_DIR": str(home / "reports"),
+        "LLMTALLY_STAGING_DIR": str(home / "staging"),
+        "LLMTALLY_DB_SCHEMA": "llmtally",
+    }
+    mp = pytest.MonkeyPatch()
+    for k, v in values.items():
+        mp.setenv(k, v)
+    yield values
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def dag(env: dict[str, str]) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(REPO_ROOT / "dags")).dags["llm_usage_daily"]
+
+
+def _totals(dsn: str, day: date) -> tuple[int, int, int]:
+    start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TZ))
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
+            " FROM llmtally.usage_hourly WHERE hour >= %s AND hour < %s",
+            (start, start + timedelta(days=1)),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _table(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT * FROM llmtally.usage_hourly ORDER BY 1, 2, 3, 4, 5, 6, 7").fetchall()
+
+
+def test_day_param_run_loads_exact_totals_and_writes_the_report(
+    dag: Any, env: dict[str, str], logs: Path
+) -> None:
+    run = dag.test(run_conf={"day": LAST.isoformat()})
+    assert run.state == "success"
+    want = expected_totals(logs, LAST)
+    assert want.requests > 0
+    assert _totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST) == (
+        want.requests,
+        want.prompt_tokens,
+        want.completion_tokens,
+    )
+    report = Path(env["LLMTALLY_REPORT_DIR"]) / f"report-{LAST.isoformat()}.html"
+    assert report.is_file() and report.with_suffix(".json").is_file()
+    assert not any(Path(env["LLMTALLY_STAGING_DIR"]).rglob("*.pkl.gz")), "staging not cleaned up"
+
+
+def test_logical_date_reports_the_day_its_interval_starts(dag: Any, env: dict[str, str], logs: Path) -> None:
+    # A scheduled run's logical date is the interval start: 02:00 Shanghai on the day it reports.
+    # dag.test infers the interval that ended last before the given time, so 02:00 on the 20th + 1 day
+    run = dag.test(logical_date=datetime(2026, 11, 21, 2, 0, tzinfo=ZoneInfo(TZ)))
+    assert run.state == "success"
+    assert run.data_interval_start.astimezone(ZoneInfo(TZ)).date() == LAST
+    want = expected_totals(logs, LAST)
+    assert _totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST)[0] == want.requests
+
+
+def test_reruns_and_any_backfill_order_give_the_same_tables(
+    dag: Any, env: dict[str, str], logs: Path
+) -> None:
+    dsn = env["AIRFLOW_CONN_LLM_USAGE_DB"]
+    for day in DAYS:
+        assert dag.test(run_conf={"day": day.isoformat()}).state == "success"
+    in_order = _table(dsn)
+    for day in reversed(DAYS):
+        assert dag.test(run_conf={"day": day.isoformat()}).state == "success"
+    assert _table(dsn) == in_order
+    for day in DAYS:
+        want = expected_totals(logs, day)
+        assert _totals(dsn, day) == (want.requests, want.prompt_tokens, want.completion_tokens)
+
+
+def test_dry_run_loads_nothing(dag: Any, env: dict[str, str]) -> None:
+    dsn = env["AIRFLOW_CONN_LLM_USAGE_DB"]
+    day = LAST - timedelta(days=5)  # no logs were generated for it
+    before = _table(dsn)
+    run = dag.test(run_conf={"day": day.isoformat(), "dry_run": True})
+    assert run.state == "success"
+    assert _table(dsn) == before
