@@ -133,3 +133,41 @@ def test_dry_run_loads_nothing(dag: Any, env: dict[str, str]) -> None:
     run = dag.test(run_conf={"day": day.isoformat(), "dry_run": True})
     assert run.state == "success"
     assert _table(dsn) == before
+
+
+def test_resend_dag_mails_a_past_day_from_the_aggregates(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import email
+    import json
+    from email.policy import default
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.report.smtp_sink import SmtpSink
+
+    day = DAYS[0]
+    dag = DagBag(str(REPO_ROOT / "dags")).dags["llm_usage_daily"]
+    assert dag.test(run_conf={"day": day.isoformat()}).state == "success"
+    resend = DagBag(str(REPO_ROOT / "dags")).dags["llm_usage_report"]
+    with SmtpSink() as sink:
+        conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "llmtally@example.com"}}  # fmt: skip
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(conn))
+        run = resend.test(run_conf={"day": day.isoformat(), "recipients": ["ops@example.com"], "lang": "en"})
+    assert run.state == "success"
+    assert len(sink.messages) == 1 and sink.messages[0].recipients == ["ops@example.com"]
+    msg = email.message_from_bytes(sink.messages[0].data, policy=default)
+    assert day.isoformat() in str(msg["Subject"])
+    html = msg.get_body(preferencelist=("html",))
+    assert html is not None
+    want = expected_totals_for(day)
+    assert f"{want:,}" in html.get_content()
+    assert sum(1 for part in msg.walk() if part.get_content_type() == "image/png") >= 3
+
+
+def expected_totals_for(day: date) -> int:
+    """Total billed tokens of ``day`` as the report prints them, from the database."""
+    dsn = __import__("os").environ["AIRFLOW_CONN_LLM_USAGE_DB"]
+    _, p, c = _totals(dsn, day)
+    return p + c

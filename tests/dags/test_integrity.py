@@ -50,3 +50,17 @@ def test_dagbag_has_no_import_errors_and_documented_tasks() -> None:
     # collect -> parse -> recount -> reconcile -> load -> report -> cleanup
     assert dag.get_task("recount").upstream_task_ids == {"plan", "parse"}
     assert dag.get_task("report").upstream_task_ids == {"plan", "load"}
+
+
+def test_maintenance_and_resend_dags() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    maint = bag.dags["llm_usage_maintenance"]
+    assert {t.task_id for t in maint.tasks} == {"purge_raw_logs", "purge_quarantine", "purge_staging"}
+    assert maint.catchup is False
+    resend = bag.dags["llm_usage_report"]
+    assert type(resend.timetable).__name__ == "NullTimetable"  # manual only
+    assert set(resend.params.keys()) == {"day", "recipients", "lang"}
+    assert resend.get_task("send_report").retries == 3

@@ -405,3 +405,23 @@ def test_forked_child_writes_its_own_file(tmp_path: Path) -> None:
     assert sorted(by_pid[os.getpid()]) == sorted([f"parent-before-{i}" for i in range(10)] + ["parent-after"])
     assert by_pid[pid] == [f"child-{i}" for i in range(5)]
     assert len({p.name for p in tmp_path.iterdir()}) == 2
+
+
+def test_retention_deletes_only_this_services_old_files(tmp_path: Path) -> None:
+    from llmtally.logging._sinks import FileSink
+
+    old_own = tmp_path / "usage-chat_api-otherhost-1-20260101T000000-1.jsonl"
+    old_other = tmp_path / "usage-billing-h-1-20260101T000000-1.jsonl"
+    recent_own = tmp_path / "usage-chat_api-h-2-20261120T000000-1.jsonl"
+    for f in (old_own, old_other, recent_own):
+        f.write_text('{"id": "x"}\n')
+    stale = time.time() - 20 * 86400
+    os.utime(old_own, (stale, stale))
+    os.utime(old_other, (stale, stale))
+    sink = FileSink(tmp_path, "chat-api", retention_days=14)
+    sink.write_batch(b'{"id": "y"}\n', 1)
+    sink.close()
+    assert not old_own.exists()
+    assert old_other.exists() and recent_own.exists() and sink.path is not None and sink.path.exists()
+    with pytest.raises(ConfigError):
+        FileSink(tmp_path, "x", retention_days=0)

@@ -104,3 +104,14 @@ def test_report_archive(store: UsageStore) -> None:
     store.archive_report(D1, "zh", "<html>新</html>", {"day": "2026-11-20", "requests": 2})
     store.archive_report(D1, "en", "<html>en</html>", {"day": "2026-11-20"})
     assert store.archived_report(D1, "zh") == ("<html>新</html>", {"day": "2026-11-20", "requests": 2})
+
+
+def test_purge_quarantine_keeps_recent_days_and_aggregates(store: UsageStore) -> None:
+    store.load_day(day_load(D1))
+    store.load_day(day_load(D2))
+    n1, n2 = len(store.quarantine(D1)), len(store.quarantine(D2))
+    assert n1 > 0 and n2 > 0
+    assert store.purge_quarantine(D2) == n1
+    assert store.quarantine(D1) == [] and len(store.quarantine(D2)) == n2
+    assert store.hourly_rows(D1) != []  # aggregates are kept
+    assert store.purge_quarantine(D2) == 0

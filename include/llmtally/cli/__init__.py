@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ._count import count, which
+from ._db import db
 from ._report import compare, report
 
 __all__ = ["main"]
@@ -18,5 +19,6 @@ def main() -> None:
 
 main.add_command(count)
 main.add_command(which)
+main.add_command(db)
 main.add_command(report)
 main.add_command(compare)

@@ -32,6 +32,8 @@ __all__ = [
     "reconcile",
     "recount",
     "report",
+    "resend",
+    "sources_from",
 ]
 
 log = logging.getLogger("llmtally.jobs")
@@ -51,6 +53,18 @@ def _split_sources(value: str | Sequence[str] | None) -> list[str]:
             return [str(v) for v in parsed]
         return [v for v in value.split(os.pathsep) if v]
     return [str(v) for v in value if v]
+
+
+def sources_from(variable_value: str | None) -> list[str]:
+    """Log sources: the Variable ``llm_usage_log_dirs`` (a JSON list or ``os.pathsep``-separated),
+    else ``LLMTALLY_LOG_DIRS``; an error naming both when neither is set."""
+    sources = _split_sources(variable_value) or _split_sources(os.environ.get(ENV_LOG_DIRS))
+    if not sources:
+        raise ConfigError(
+            f"no log sources: set the Variable {VAR_LOG_DIRS} or {ENV_LOG_DIRS} (folders or globs, "
+            f"separated by {os.pathsep!r}), or pass the sources param"
+        )
+    return sources
 
 
 def plan(
@@ -73,13 +87,7 @@ def plan(
         data_interval_start=data_interval_start,
         run_after=run_after,
     )
-    sources = _split_sources(params.get("sources")) or _split_sources(variable(VAR_LOG_DIRS))
-    sources = sources or _split_sources(os.environ.get(ENV_LOG_DIRS))
-    if not sources:
-        raise ConfigError(
-            f"no log sources: set the Variable {VAR_LOG_DIRS} or {ENV_LOG_DIRS} (folders or globs, "
-            f"separated by {os.pathsep!r}), or pass the sources param"
-        )
+    sources = _split_sources(params.get("sources")) or sources_from(variable(VAR_LOG_DIRS))
     from ..report import parse_recipients
 
     recipients = parse_recipients(params.get("recipients")) or parse_recipients(variable(VAR_RECIPIENTS))
@@ -311,6 +319,41 @@ def report(p: Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
         "report: %s written to %s; sent to %d recipient(s)", p["day"], result.html_path, len(result.sent_to)
     )
     return {"html": str(result.html_path) if result.html_path else None, "sent_to": list(result.sent_to)}
+
+
+def resend(context: Mapping[str, Any]) -> dict[str, Any]:
+    """``llm_usage_report``: render the day's report from the aggregates again and send it."""
+    from airflow.sdk import Variable
+
+    from ..report import AirflowSmtpNotifier, parse_recipients, run_daily_report
+
+    params = context["params"]
+    cfg = load_config()
+    day = report_day(
+        cfg.timezone, day_param=params.get("day"), run_after=getattr(context["dag_run"], "run_after", None)
+    )
+    recipients = parse_recipients(params.get("recipients")) or parse_recipients(
+        Variable.get(VAR_RECIPIENTS, default=None)
+    )
+    import psycopg
+
+    with psycopg.connect(_dsn()) as conn:
+        result = run_daily_report(
+            conn,
+            day,
+            lang=params.get("lang"),
+            recipients=recipients,
+            notifier=AirflowSmtpNotifier() if recipients else None,
+            timezone=cfg.timezone,
+        )
+    log.info(
+        "report of %s re-rendered (%s); sent to %d recipient(s)", day, result.html_path, len(result.sent_to)
+    )
+    return {
+        "day": day.isoformat(),
+        "html": str(result.html_path) if result.html_path else None,
+        "sent_to": list(result.sent_to),
+    }
 
 
 def cleanup(p: Plan) -> None:

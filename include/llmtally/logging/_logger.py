@@ -90,7 +90,8 @@ class UsageLogger:
     ``max_queue_size`` bounds memory (default ``$LLMTALLY_LOG_MAX_QUEUE`` or 65,536 records): when
     full, :meth:`log` drops the record, counts it and warns once.  ``max_batch_size`` records wake the
     writer early; otherwise it writes every ``schedule_delay`` seconds.  ``tags`` are added to every
-    record (request tags from :func:`llmtally.tags` override them).
+    record (request tags from :func:`llmtally.tags` override them).  ``retention_days`` deletes this
+    service's own log files not written to for that long (raw logs hold prompts: keep them short).
 
     Use one logger per process and service; it is thread-safe and ``async``-safe, closes at exit
     and starts afresh in a forked child (records queued before the fork stay the parent's).
@@ -108,6 +109,7 @@ class UsageLogger:
         schedule_delay: float = 1.0,
         max_file_bytes: int = 64 * 1024 * 1024,
         rotate_seconds: float = 3600.0,
+        retention_days: float | None = None,
         sink: Sink | None = None,
     ) -> None:
         if max_queue_size is None:
@@ -129,7 +131,11 @@ class UsageLogger:
         if sink is None:
             self.directory: Path | None = Path(directory or os.environ.get(ENV_LOG_DIR) or DEFAULT_DIRECTORY)
             sink = FileSink(
-                self.directory, self.service, max_bytes=max_file_bytes, rotate_seconds=rotate_seconds
+                self.directory,
+                self.service,
+                max_bytes=max_file_bytes,
+                rotate_seconds=rotate_seconds,
+                retention_days=retention_days,
             )
         else:
             self.directory = Path(directory) if directory is not None else None

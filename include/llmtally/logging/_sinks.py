@@ -61,7 +61,8 @@ class FileSink:
 
     ``rotate_seconds`` cuts files at multiples of that period (UTC, default one hour), so one file
     never spans two days in any whole-hour time zone.  Files are created with mode ``0o640``: raw logs
-    hold prompts and belong on a restricted volume.
+    hold prompts and belong on a restricted volume.  ``retention_days`` (default: keep forever) deletes
+    this service's own files not written to for that long, each time a new file is opened.
     """
 
     def __init__(
@@ -73,7 +74,10 @@ class FileSink:
         rotate_seconds: float = 3600.0,
         host: str | None = None,
         mode: int = 0o640,
+        retention_days: float | None = None,
     ) -> None:
+        if retention_days is not None and retention_days <= 0:
+            raise ConfigError(f"retention_days must be positive, got {retention_days}")
         if max_bytes <= 0:
             raise ConfigError(f"max_bytes must be positive, got {max_bytes}")
         if rotate_seconds <= 0:
@@ -84,6 +88,7 @@ class FileSink:
         self.max_bytes = max_bytes
         self.rotate_seconds = float(rotate_seconds)
         self.mode = mode
+        self.retention_days = retention_days
         self._lock = threading.Lock()
         self._reset()
 
@@ -111,7 +116,19 @@ class FileSink:
                 continue
             self._fd, self._path, self._size = fd, path, 0
             self._period = int(now // self.rotate_seconds)
+            if self.retention_days is not None:
+                self._expire(now - self.retention_days * 86400)
             return fd
+
+    def _expire(self, cutoff: float) -> None:
+        """Delete this service's files (any host or pid) last written before ``cutoff``."""
+        prefix = f"usage-{_safe(self.service)}-"
+        for old in self.directory.iterdir():
+            name = old.name
+            if name.startswith(prefix) and (name.endswith(".jsonl") or name.endswith(".jsonl.gz")):
+                with contextlib.suppress(OSError):
+                    if old != self._path and old.stat().st_mtime < cutoff:
+                        old.unlink()
 
     def _close_file(self) -> None:
         if self._fd is not None:

@@ -116,6 +116,10 @@ class UsageStore(Protocol):
         """Every ingestion run recorded for a day, oldest first."""
         ...
 
+    def purge_quarantine(self, before: date) -> int:
+        """Delete quarantined lines of days before ``before`` (retention); returns how many."""
+        ...
+
     def archive_report(self, day: date, lang: str, html: str, summary: Mapping[str, Any]) -> None:
         """Store (replace) the rendered report of a day in one language."""
         ...

@@ -6,6 +6,7 @@ import copy
 import json
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from types import TracebackType
@@ -150,6 +151,17 @@ class MemoryStore(StoreQueries):
         """Every run recorded for a day."""
         self._open()
         return [e for e in self._ledger if e.day == day]
+
+    def purge_quarantine(self, before: date) -> int:
+        """Drop quarantined lines of days before ``before``."""
+        self._open()
+        with self._lock:
+            purged = 0
+            for d, ld in list(self._days.items()):
+                if d < before and ld.quarantine:
+                    purged += len(ld.quarantine)
+                    self._days[d] = replace(ld, quarantine=())
+            return purged
 
     def archive_report(self, day: date, lang: str, html: str, summary: Mapping[str, Any]) -> None:
         """Keep a rendered report."""

@@ -284,6 +284,12 @@ class PostgresStore(StoreQueries):
         """Every run recorded for a day."""
         return [LedgerEntry(*r) for r in self._select("ledger", _LEDGER, "day = %s", (day,), "id")]
 
+    def purge_quarantine(self, before: date) -> int:
+        """Delete quarantined lines of days before ``before``."""
+        with self._errors("purging quarantine"), self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(self._q("DELETE FROM {s}.quarantine WHERE day < %s"), (before,))
+            return int(cur.rowcount)
+
     def archive_report(self, day: date, lang: str, html: str, summary: Mapping[str, Any]) -> None:
         """Store (replace) a rendered report."""
         doc = Jsonb(json.loads(json.dumps(summary, default=str)))

@@ -1,0 +1,41 @@
+"""llm_usage_report: re-render and re-send the report of any past day from the aggregates.
+
+No recount, no reload: the report reads PostgreSQL only.  Trigger from the UI with a day, and
+optionally other recipients or language.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+TZ = os.environ.get("LLMTALLY_TIMEZONE", "Asia/Shanghai")
+
+
+@dag(
+    dag_id="llm_usage_report",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz=TZ),
+    catchup=False,
+    tags=["llmtally"],
+    params={
+        "day": Param(None, type=["null", "string"], format="date", description="Day to report (YYYY-MM-DD)"),
+        "recipients": Param(None, type=["null", "array"], description="Recipients (default: Variable)"),
+        "lang": Param(None, type=["null", "string"], enum=[None, "zh", "en"], description="Report language"),
+    },
+    doc_md=__doc__,
+)
+def llm_usage_report() -> None:
+    @task(retries=3, retry_delay=timedelta(minutes=2))
+    def send_report() -> dict[str, object]:
+        from llmtally.jobs import daily
+
+        return daily.resend(get_current_context())
+
+    send_report()
+
+
+llm_usage_report()
