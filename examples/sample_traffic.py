@@ -177,6 +177,20 @@ def generate(
     return written
 
 
+def write_config(path: Path, shared: Path) -> Path:
+    """An llmtally.toml mapping the sample models (and their repo ids) to the shared tokenizer folders."""
+    tok = shared / "tokenizers"
+    path.write_text(
+        'timezone = "Asia/Shanghai"\n\n'
+        f'[models."qwen3-8b"]\ntokenizer = "{tok / "qwen3"}"\n\n'
+        f'[models."Qwen/Qwen3-8B"]\ntokenizer = "{tok / "qwen3"}"\n\n'
+        f'[models."deepseek-ai/DeepSeek-V3"]\ntokenizer = "{tok / "deepseek_v3"}"\n\n'
+        f'[models."meta-llama/Llama-3.1-8B-Instruct"]\ntokenizer = "{tok / "llama3_1"}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("var/service-logs"))

@@ -23,20 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TZ = "Asia/Shanghai"
 
 
-def _config(demo: Path, shared: Path) -> Path:
-    cfg = demo / "llmtally.toml"
-    tok = shared / "tokenizers"
-    cfg.write_text(
-        f'timezone = "{TZ}"\n\n'
-        f'[models."qwen3-8b"]\ntokenizer = "{tok / "qwen3"}"\n\n'
-        f'[models."Qwen/Qwen3-8B"]\ntokenizer = "{tok / "qwen3"}"\n\n'
-        f'[models."deepseek-ai/DeepSeek-V3"]\ntokenizer = "{tok / "deepseek_v3"}"\n\n'
-        f'[models."meta-llama/Llama-3.1-8B-Instruct"]\ntokenizer = "{tok / "llama3_1"}"\n',
-        encoding="utf-8",
-    )
-    return cfg
-
-
 def _usage_db(demo: Path) -> tuple[str, object | None]:
     """A DSN for the aggregates: the configured connection, or an embedded PostgreSQL."""
     uri = os.environ.get("AIRFLOW_CONN_LLM_USAGE_DB")
@@ -64,7 +50,7 @@ def main() -> int:
     yesterday = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
 
     sys.path.insert(0, str(ROOT / "examples"))
-    from sample_traffic import generate
+    from sample_traffic import generate, write_config
 
     if not logs.exists():
         written = generate(logs, args.days, args.per_day, shared, end=yesterday)
@@ -79,7 +65,7 @@ def main() -> int:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{demo / 'airflow' / 'airflow.db'}",
             "AIRFLOW_CONN_LLM_USAGE_DB": dsn,
             "AIRFLOW_VAR_LLM_USAGE_LOG_DIRS": str(logs / "*"),
-            "LLMTALLY_CONFIG": str(_config(demo, shared)),
+            "LLMTALLY_CONFIG": str(write_config(demo / "llmtally.toml", shared)),
             "LLMTALLY_REPORT_DIR": str(reports),
             "LLMTALLY_STAGING_DIR": str(demo / "staging"),
             "LLMTALLY_TIMEZONE": TZ,

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from tests.e2e.expected import expected_totals
+from tests.e2e.expected import day_totals, expected_totals, pipeline_env
 from tests.support import REPO_ROOT, SHARED
 
 TZ = "Asia/Shanghai"
@@ -36,21 +36,8 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(
     airflow_db: str, logs: Path, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("run")
-    cfg = home / "llmtally.toml"
-    tok = SHARED / "tokenizers"
-    cfg.write_text(
-        f'[models."qwen3-8b"]\ntokenizer = "{tok / "qwen3"}"\n'
-        f'[models."Qwen/Qwen3-8B"]\ntokenizer = "{tok / "qwen3"}"\n'
-        f'[models."deepseek-ai/DeepSeek-V3"]\ntokenizer = "{tok / "deepseek_v3"}"\n',
-        encoding="utf-8",
-    )
     values = {
-        "AIRFLOW_CONN_LLM_USAGE_DB": pg_dsn,
-        "AIRFLOW_VAR_LLM_USAGE_LOG_DIRS": str(logs / "*"),
-        "LLMTALLY_CONFIG": str(cfg),
-        "LLMTALLY_REPORT_DIR": str(home / "reports"),
-        "LLMTALLY_STAGING_DIR": str(home / "staging"),
+        **pipeline_env(tmp_path_factory.mktemp("run"), logs, pg_dsn, SHARED),
         "LLMTALLY_DB_SCHEMA": "llmtally",
     }
     mp = pytest.MonkeyPatch()
@@ -67,18 +54,6 @@ def dag(env: dict[str, str]) -> Any:
     return DagBag(str(REPO_ROOT / "dags")).dags["llm_usage_daily"]
 
 
-def _totals(dsn: str, day: date) -> tuple[int, int, int]:
-    start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TZ))
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
-            " FROM llmtally.usage_hourly WHERE hour >= %s AND hour < %s",
-            (start, start + timedelta(days=1)),
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
-
-
 def _table(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT * FROM llmtally.usage_hourly ORDER BY 1, 2, 3, 4, 5, 6, 7").fetchall()
@@ -91,7 +66,7 @@ def test_day_param_run_loads_exact_totals_and_writes_the_report(
     assert run.state == "success"
     want = expected_totals(logs, LAST)
     assert want.requests > 0
-    assert _totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST) == (
+    assert day_totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST) == (
         want.requests,
         want.prompt_tokens,
         want.completion_tokens,
@@ -108,7 +83,7 @@ def test_logical_date_reports_the_day_its_interval_starts(dag: Any, env: dict[st
     assert run.state == "success"
     assert run.data_interval_start.astimezone(ZoneInfo(TZ)).date() == LAST
     want = expected_totals(logs, LAST)
-    assert _totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST)[0] == want.requests
+    assert day_totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST)[0] == want.requests
 
 
 def test_reruns_and_any_backfill_order_give_the_same_tables(
@@ -123,7 +98,7 @@ def test_reruns_and_any_backfill_order_give_the_same_tables(
     assert _table(dsn) == in_order
     for day in DAYS:
         want = expected_totals(logs, day)
-        assert _totals(dsn, day) == (want.requests, want.prompt_tokens, want.completion_tokens)
+        assert day_totals(dsn, day) == (want.requests, want.prompt_tokens, want.completion_tokens)
 
 
 def test_dry_run_loads_nothing(dag: Any, env: dict[str, str]) -> None:
@@ -161,13 +136,6 @@ def test_resend_dag_mails_a_past_day_from_the_aggregates(
     assert day.isoformat() in str(msg["Subject"])
     html = msg.get_body(preferencelist=("html",))
     assert html is not None
-    want = expected_totals_for(day)
-    assert f"{want:,}" in html.get_content()
+    _, prompt, completion = day_totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], day)
+    assert f"{prompt + completion:,}" in html.get_content()
     assert sum(1 for part in msg.walk() if part.get_content_type() == "image/png") >= 3
-
-
-def expected_totals_for(day: date) -> int:
-    """Total billed tokens of ``day`` as the report prints them, from the database."""
-    dsn = __import__("os").environ["AIRFLOW_CONN_LLM_USAGE_DB"]
-    _, p, c = _totals(dsn, day)
-    return p + c

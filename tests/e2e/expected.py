@@ -7,9 +7,41 @@ import gzip
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+
+def pipeline_env(home: Path, logs: Path, dsn: str, shared: Path) -> dict[str, str]:
+    """Environment for llm_usage_daily over sample logs: database, sources, config, output folders."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from sample_traffic import write_config
+
+    return {
+        "AIRFLOW_CONN_LLM_USAGE_DB": dsn,
+        "AIRFLOW_VAR_LLM_USAGE_LOG_DIRS": str(logs / "*"),
+        "LLMTALLY_CONFIG": str(write_config(home / "llmtally.toml", shared)),
+        "LLMTALLY_REPORT_DIR": str(home / "reports"),
+        "LLMTALLY_STAGING_DIR": str(home / "staging"),
+    }
+
+
+def day_totals(dsn: str, day: date, tz: str = "Asia/Shanghai") -> tuple[int, int, int]:
+    """Requests and billed prompt/completion tokens of ``day`` in ``usage_hourly``."""
+    import psycopg
+
+    start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz))
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
+            " FROM llmtally.usage_hourly WHERE hour >= %s AND hour < %s",
+            (start, start + timedelta(days=1)),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
 
 _LEGACY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ - (\{.*\})$")
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.e2e.airflow_server import AirflowServer, airflow_standalone, temp_database
-from tests.e2e.expected import expected_totals
+from tests.e2e.expected import day_totals, expected_totals, pipeline_env
 from tests.support import REPO_ROOT, SHARED
 
 pytestmark = pytest.mark.slow
@@ -48,20 +48,8 @@ def airflow(
     tmp_path_factory: pytest.TempPathFactory, sample_logs: Path, usage_db: str
 ) -> Iterator[AirflowServer]:
     home = tmp_path_factory.mktemp("airflow-home")
-    cfg = home / "llmtally.toml"
-    tok = SHARED / "tokenizers"
-    cfg.write_text(
-        f'[models."qwen3-8b"]\ntokenizer = "{tok / "qwen3"}"\n'
-        f'[models."Qwen/Qwen3-8B"]\ntokenizer = "{tok / "qwen3"}"\n'
-        f'[models."deepseek-ai/DeepSeek-V3"]\ntokenizer = "{tok / "deepseek_v3"}"\n',
-        encoding="utf-8",
-    )
     env = {
-        "AIRFLOW_CONN_LLM_USAGE_DB": usage_db,
-        "AIRFLOW_VAR_LLM_USAGE_LOG_DIRS": str(sample_logs / "*"),
-        "LLMTALLY_CONFIG": str(cfg),
-        "LLMTALLY_REPORT_DIR": str(home / "reports"),
-        "LLMTALLY_STAGING_DIR": str(home / "staging"),
+        **pipeline_env(home, sample_logs, usage_db, SHARED),
         "LLMTALLY_START_DATE": DAYS[0].isoformat(),
         "LLMTALLY_CATCHUP": "false",
         "LLMTALLY_RECOUNT_QUEUE": "default",
@@ -70,18 +58,6 @@ def airflow(
         server.wait_for_dag("llm_usage_daily")
         assert server.api("PATCH", "/dags/llm_usage_daily", json={"is_paused": False}).status_code == 200
         yield server
-
-
-def _day_totals(dsn: str, day: date) -> tuple[int, int, int]:
-    start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TZ))
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
-            " FROM llmtally.usage_hourly WHERE hour >= %s AND hour < %s",
-            (start, start + timedelta(days=1)),
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _snapshot(dsn: str, days: list[date]) -> list[tuple[Any, ...]]:
@@ -113,7 +89,7 @@ def test_rest_trigger_with_day_param_loads_exact_aggregates(
     assert state == "success", airflow.task_states("llm_usage_daily", run_id)
     want = expected_totals(sample_logs, LAST_DAY)
     assert want.requests > 0
-    assert _day_totals(usage_db, LAST_DAY) == (want.requests, want.prompt_tokens, want.completion_tokens)
+    assert day_totals(usage_db, LAST_DAY) == (want.requests, want.prompt_tokens, want.completion_tokens)
     # re-running the day changes nothing
     before = _snapshot(usage_db, [LAST_DAY])
     assert airflow.wait_for_run("llm_usage_daily", _trigger(airflow, LAST_DAY)) == "success"
@@ -151,7 +127,7 @@ def test_backfill_of_seven_days_equals_seven_single_runs(
     backfilled = _snapshot(usage_db, week)
     for day in week:
         want = expected_totals(sample_logs, day)
-        assert _day_totals(usage_db, day) == (want.requests, want.prompt_tokens, want.completion_tokens), day
+        assert day_totals(usage_db, day) == (want.requests, want.prompt_tokens, want.completion_tokens), day
     for day in reversed(week):  # single runs, out of order
         assert airflow.wait_for_run("llm_usage_daily", _trigger(airflow, day)) == "success"
     assert _snapshot(usage_db, week) == backfilled
@@ -223,7 +199,7 @@ def test_trigger_from_the_ui_in_headless_chromium(airflow: AirflowServer, usage_
     conf = airflow.api("GET", f"/dags/llm_usage_daily/dagRuns/{run_id}").json()["conf"]
     assert conf.get("day") == day.isoformat()
     assert "success" in text.lower()
-    assert _day_totals(usage_db, day)[0] > 0
+    assert day_totals(usage_db, day)[0] > 0
 
 
 def _latest_manual_run(af: AirflowServer) -> str:
