@@ -193,10 +193,14 @@ def _tiktoken_baseline(model: str, recs: Sequence[Any]) -> dict[str, Any]:
 def child(spec_json: str) -> None:
     """One core: llmtally recount, then the single-threaded baselines, over the same records."""
     spec = json.loads(spec_json)
-    os.sched_setaffinity(0, {spec["cpu"]})  # before tokenizers (imported below) starts a thread
+    if spec["cpu"] is not None:
+        os.sched_setaffinity(0, {spec["cpu"]})  # before tokenizers (imported below) starts a thread
     parsed = _parse(Path(spec["logs"]))
     by_model = _by_model(parsed.records)
     ours = _recount_models(by_model)
+    if not spec["baseline"]:
+        print(json.dumps({"cpus": sorted(os.sched_getaffinity(0)), "ours": ours}))
+        return
     base = {
         model: _hf_baseline(SHARED / "tokenizers" / HF_FOLDERS[model], recs)
         if model in HF_FOLDERS

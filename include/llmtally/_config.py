@@ -76,7 +76,7 @@ class ModelEntry:
     """One ``[models."NAME"]`` table: where its tokenizer is and how it is priced."""
 
     name: str
-    tokenizer: str
+    tokenizer: str | None
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     price: Mapping[str, Any] | None = None
 
@@ -125,19 +125,21 @@ def _parse(path: Path) -> Config:
         if not isinstance(table, Mapping):
             raise ConfigError(f'{path}: [models."{name}"] must be a table')
         tok = table.get("tokenizer")
-        if not isinstance(tok, str) or not tok:
+        price = table.get("price")
+        if tok is None and price is None:
             raise ConfigError(
-                f'{path}: [models."{name}"] needs tokenizer = "<folder | repo id | known model>"'
+                f'{path}: [models."{name}"] needs tokenizer = "<folder | repo id | known model>" '
+                "and/or a price table"
             )
+        if tok is not None and (not isinstance(tok, str) or not tok):
+            raise ConfigError(f'{path}: [models."{name}"].tokenizer must be a non-empty string')
         kwargs = table.get("template_kwargs", {})
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f'{path}: [models."{name}"].template_kwargs must be a table')
-        price = table.get("price")
         if price is not None and not isinstance(price, Mapping):
             raise ConfigError(f'{path}: [models."{name}"].price must be a table')
-        tok_path = Path(tok).expanduser()
-        if not tok_path.is_absolute() and (path.parent / tok_path).exists():
-            tok = str((path.parent / tok_path).resolve())
+        if tok is not None and not Path(tok).expanduser().is_absolute() and (path.parent / tok).exists():
+            tok = str((path.parent / tok).resolve())
         models[name] = ModelEntry(name, tok, dict(kwargs), price)
     tz = raw.get("timezone", DEFAULT_TIMEZONE)
     if not isinstance(tz, str):

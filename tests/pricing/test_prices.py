@@ -115,3 +115,12 @@ def test_llmtally_toml_overrides(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="currency"):
         load_prices(load_config(bad))
+
+
+def test_price_only_override_without_tokenizer(tmp_path: Path) -> None:
+    cfg = tmp_path / "llmtally.toml"
+    cfg.write_text(
+        '[models."deepseek-chat".price]\ncurrency = "CNY"\ninput = "2"\noutput = "8"\n', encoding="utf-8"
+    )
+    book = load_prices(load_config(cfg))
+    assert book.cost("deepseek-chat", NOW, 1_000_000, 500_000).amount == Decimal("6")  # type: ignore[union-attr]

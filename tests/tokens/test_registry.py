@@ -78,11 +78,16 @@ def test_alias_loop_is_a_config_error(tmp_path: Path) -> None:
         reg.resolve("a")
 
 
-def test_config_without_tokenizer_is_rejected(tmp_path: Path) -> None:
+def test_config_entry_needs_a_tokenizer_or_a_price(tmp_path: Path) -> None:
     cfg = tmp_path / "llmtally.toml"
-    cfg.write_text('[models."x"]\nprice = {}\n', encoding="utf-8")
+    cfg.write_text('[models."x"]\ntemplate_kwargs = {}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="tokenizer"):
         load_config(cfg)
+    # a price-only entry is fine and does not make the model countable
+    cfg.write_text('[models."x"]\nprice = { currency = "CNY", input = "1", output = "2" }\n', encoding="utf-8")
+    reg = Registry(load_config(cfg))
+    with pytest.raises(UnknownModelError):
+        reg.resolve("x")
 
 
 def _hf_cache(root: Path, repo_id: str, folder: str) -> Path:

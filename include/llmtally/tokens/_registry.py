@@ -93,7 +93,7 @@ class Registry:
 
     def _entries(self) -> dict[str, tuple[str, Mapping[str, Any]]]:
         cfg = self._config if self._config is not None else load_config()
-        entries = {n: (e.tokenizer, e.template_kwargs) for n, e in cfg.models.items()}
+        entries = {n: (e.tokenizer, e.template_kwargs) for n, e in cfg.models.items() if e.tokenizer}
         with self._lock:
             entries.update(self._user)
         return entries
