@@ -6,13 +6,15 @@ reconcile, load into PostgreSQL.
 One day (2026-11-20, Asia/Shanghai) of logs is written by ``examples/sample_traffic.generate`` with the
 real ``UsageLogger``: ``chat-api`` on two hosts (``qwen3-8b``), ``support-bot`` (``deepseek-chat``, a
 drifted server), ``rag-worker`` (``gpt-4o-mini`` with a tool), a few legacy recipe lines.  A temporary
-``llmtally.toml`` (``LLMTALLY_CONFIG``) maps the Qwen3 and DeepSeek-V3 names to ``$LLMTALLY_SHARED/tokenizers``.
+``llmtally.toml`` (``LLMTALLY_CONFIG``, written by ``sample_traffic.write_config``) maps the Qwen3 and
+DeepSeek-V3 names to ``$LLMTALLY_SHARED/tokenizers``.
 
 1. ``collect`` + ``parse_day``: median of 3; MB are the bytes of the lines read.
-2. ``llmtally.pipeline.recount`` with ``load_tokenizer``, per model, cold (a fresh registry, tokenizer
-   load timed apart): all cores in this process; one core in a child process pinned to one CPU with
-   ``RAYON_NUM_THREADS=1`` and ``TOKENIZERS_PARALLELISM=false`` (set before ``tokenizers`` starts its
-   pool).  Baseline, single-threaded in the same pinned child: transformers
+2. ``llmtally.pipeline.recount`` with ``load_tokenizer``, per model, cold, each in a fresh process that
+   parses the day first (median of 3 processes) (as an Airflow task does; tokenizer load timed apart): all cores; then one core,
+   in a process pinned to one CPU with ``RAYON_NUM_THREADS=1`` and ``TOKENIZERS_PARALLELISM=false``
+   (set before ``tokenizers`` starts its pool), which also times template rendering alone.  Baseline,
+   single-threaded in the same pinned process: transformers
    ``AutoTokenizer.from_pretrained(folder).apply_chat_template(tokenize=True)`` per prompt + ``encode``
    per completion (+1 stop token, as open-model engines bill it) for the HF models; for gpt-4o-mini
    tiktoken with the OpenAI cookbook's message and tool accounting.  Every record's prompt and
@@ -51,18 +53,6 @@ DAY = date(2026, 11, 20)
 TZ = "Asia/Shanghai"
 HF_FOLDERS = {"qwen3-8b": "qwen3", "deepseek-chat": "deepseek_v3"}
 MODELS = ("qwen3-8b", "deepseek-chat", "gpt-4o-mini")
-
-
-def _config(path: Path) -> Path:
-    tok = SHARED / "tokenizers"
-    path.write_text(
-        f'timezone = "{TZ}"\n\n'
-        f'[models."qwen3-8b"]\ntokenizer = "{tok / "qwen3"}"\n\n'
-        f'[models."Qwen/Qwen3-8B"]\ntokenizer = "{tok / "qwen3"}"\n\n'
-        f'[models."deepseek-ai/DeepSeek-V3"]\ntokenizer = "{tok / "deepseek_v3"}"\n',
-        encoding="utf-8",
-    )
-    return path
 
 
 def _median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
@@ -190,31 +180,8 @@ def _tiktoken_baseline(model: str, recs: Sequence[Any]) -> dict[str, Any]:
     return {"load_s": t_load, "s": time.perf_counter() - t0, "counts": counts}
 
 
-def child(spec_json: str) -> None:
-    """One core: llmtally recount, then the single-threaded baselines, over the same records."""
-    spec = json.loads(spec_json)
-    if spec["cpu"] is not None:
-        os.sched_setaffinity(0, {spec["cpu"]})  # before tokenizers (imported below) starts a thread
-    parsed = _parse(Path(spec["logs"]))
-    by_model = _by_model(parsed.records)
-    ours = _recount_models(by_model)
-    if not spec["baseline"]:
-        print(json.dumps({"cpus": sorted(os.sched_getaffinity(0)), "ours": ours}))
-        return
-    base = {
-        model: _hf_baseline(SHARED / "tokenizers" / HF_FOLDERS[model], recs)
-        if model in HF_FOLDERS
-        else _tiktoken_baseline(model, recs)
-        for model, recs in by_model.items()
-    }
-    print(json.dumps({"cpus": sorted(os.sched_getaffinity(0)), "ours": ours, "baseline": base}))
-
-
-# --------------------------------------------------------------------------- main
-
-
-def _render_alone(by_model: dict[str, list[Any]]) -> dict[str, float]:
-    """Seconds to render the HF models' chat templates alone (one thread): the serial part of recount."""
+def _render_alone(by_model: dict[str, list[Any]]) -> dict[str, list[float]]:
+    """Per HF model: [seconds, MB] to render its chat templates alone (one thread), the serial part."""
     from llmtally import load_tokenizer
 
     out = {}
@@ -225,10 +192,54 @@ def _render_alone(by_model: dict[str, list[Any]]) -> dict[str, float]:
             for r in by_model[model]
         ]
         t0 = time.perf_counter()
-        for x in items:
-            counter.render_item(x)
-        out[model] = time.perf_counter() - t0
+        rendered = [counter.render_item(x) for x in items]
+        out[model] = [time.perf_counter() - t0, sum(len(x.encode()) for x in rendered) / 1e6]
     return out
+
+
+def child(spec_json: str) -> None:
+    """A fresh process: llmtally recount (cold); when pinned, also rendering alone and the baselines."""
+    spec = json.loads(spec_json)
+    if spec["cpu"] is not None:
+        os.sched_setaffinity(0, {spec["cpu"]})  # before tokenizers (imported below) starts a thread
+    parsed = _parse(Path(spec["logs"]))
+    by_model = _by_model(parsed.records)
+    out: dict[str, Any] = {"cpus": sorted(os.sched_getaffinity(0)), "ours": _recount_models(by_model)}
+    if spec["baseline"]:
+        out["render"] = _render_alone(by_model)
+        out["baseline"] = {
+            model: _hf_baseline(SHARED / "tokenizers" / HF_FOLDERS[model], recs)
+            if model in HF_FOLDERS
+            else _tiktoken_baseline(model, recs)
+            for model, recs in by_model.items()
+        }
+    print(json.dumps(out))
+
+
+def _child(logs: Path, one_core: bool, baseline: bool) -> dict[str, Any]:
+    env = dict(os.environ)
+    if one_core:  # rayon reads these when its pool starts: they must be set before the process starts
+        env.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    spec = {
+        "logs": str(logs),
+        "cpu": min(os.sched_getaffinity(0)) if one_core else None,
+        "baseline": baseline,
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {m: {k: statistics.median(r[m][k] for r in runs) for k in ("s", "load_s")} for m in runs[0]}
 
 
 def _load_db(dsn_admin: str, day_load: Any, runs: int) -> dict[str, float]:
@@ -263,15 +274,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=20_000, help="approximate records in the day")
     ap.add_argument("--dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=test")
-    ap.add_argument("--runs", type=int, default=3, help="repeats of parse, reconcile and re-load")
+    ap.add_argument("--runs", type=int, default=3, help="repeats of each step (medians are reported)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args.child)
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        os.environ["LLMTALLY_CONFIG"] = str(_config(Path(tmp) / "llmtally.toml"))
-        from sample_traffic import _hourly_weight, generate
+        from sample_traffic import _hourly_weight, generate, write_config
+
+        os.environ["LLMTALLY_CONFIG"] = str(write_config(Path(tmp) / "llmtally.toml", SHARED))
 
         logs = Path(tmp) / "logs"
         per_day = math.ceil(args.records * 14 / sum(_hourly_weight(h) for h in range(24)))
@@ -291,33 +303,29 @@ def main() -> None:
         by_model = _by_model(records)
         n_models = {m: len(r) for m, r in by_model.items()}
         text_mb = {m: sum(map(_text_bytes, r)) / 1e6 for m, r in by_model.items()}
+        texts = [x["content"] for r in records for x in r.messages or ()] + [r.completion for r in records]
+        distinct = len(set(texts)) / len(texts)
 
-        # 2. recount: all cores here (cold), then one core + baselines in a pinned child
-        ours_all = _recount_models(by_model)
-        t_render = _render_alone(by_model)
-        env = dict(os.environ, RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-        cpu = min(os.sched_getaffinity(0))
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps({"logs": str(logs), "cpu": cpu})],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        one = json.loads(proc.stdout.strip().splitlines()[-1])
-        ours_one, base = one["ours"], one["baseline"]
-        mismatches = {}
+        # 2. recount, each in a fresh process (as each Airflow task is): all cores, then one core
+        # (median of `runs` fresh processes each; the baselines run once, in the first pinned one)
+        runs_all = [_child(logs, one_core=False, baseline=False)["ours"] for _ in range(args.runs)]
+        one = _child(logs, one_core=True, baseline=True)
+        runs_one = [one["ours"]] + [
+            _child(logs, one_core=True, baseline=False)["ours"] for _ in range(args.runs - 1)
+        ]
+        base, t_render = one["baseline"], one["render"]
+        mismatches = {m: 0 for m in MODELS}
         for m in MODELS:
             ref = base[m]["counts"]
-            mismatches[m] = sum(
-                ours_all[m]["counts"][rid] != ref[rid] or ours_one[m]["counts"][rid] != ref[rid] for rid in ref
-            )
+            for run in runs_all + runs_one:
+                mismatches[m] += sum(run[m]["counts"][rid] != ref[rid] for rid in ref)
+        ours_all, ours_one = _median_runs(runs_all), _median_runs(runs_one)
         tokens = {m: sum(p + (c or 0) for p, c in base[m]["counts"].values()) for m in MODELS}
 
         # 3. reconcile
         from llmtally import load_tokenizer
         from llmtally._config import load_config
-        from llmtally.pipeline import recount, reconcile
+        from llmtally.pipeline import reconcile, recount
         from llmtally.pricing import load_prices
 
         counts = recount(records, load_tokenizer)  # the whole day, legacy lines included
@@ -352,6 +360,7 @@ def main() -> None:
         f"rows, {len(day_load.top_requests)} top requests, {len(day_load.digests)} digest rows; "
         f"{q.drift_records:,} drift records"
     )
+    print(f"# distinct texts (message contents + completions): {distinct:.1%} of {len(texts):,}")
     print(
         f"# parse_day memory (tracemalloc): {mem_kept / 1e6:.0f} MB held by the records "
         f"({mem_kept / n:,.0f} B/record), peak {mem_peak / 1e6:.0f} MB"
@@ -359,9 +368,13 @@ def main() -> None:
     print()
     print("| step | records | MB | s | records/s | MB/s |")
     print("|---|---|---|---|---|---|")
-    print(f"| parse (collect + parse_day, 1 core) | {n:,} | {st.bytes / 1e6:.1f} | {t_parse:.2f} | {n / t_parse:,.0f} | {st.bytes / 1e6 / t_parse:.1f} |")
+    print(
+        f"| parse (collect + parse_day, 1 core) | {n:,} | {st.bytes / 1e6:.1f} | {t_parse:.2f} | {n / t_parse:,.0f} | {st.bytes / 1e6 / t_parse:.1f} |"
+    )
     print()
-    print("| recount | model | records | MB text | tokens | s | records/s | MB/s | × transformers | tokenizer load s | identical |")
+    print(
+        "| recount | model | records | MB text | tokens | s | records/s | MB/s | × transformers | tokenizer load s | identical |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows: list[tuple[str, dict[str, Any]]] = [
         ("transformers / tiktoken, 1 thread (baseline)", base),
@@ -383,14 +396,21 @@ def main() -> None:
                 f"{sb / s:.2f} | {ld:.2f} | {'yes' if same else 'NO'} |"
             )
     print()
-    for m, t in t_render.items():
-        print(f"# {m}: chat-template rendering alone (1 thread) {t:.2f} s = {n_models[m] / t:,.0f} records/s")
+    for m, (t, mb) in t_render.items():
+        print(
+            f"# {m}: chat-template rendering alone (1 core): {t:.2f} s = {n_models[m] / t:,.0f} records/s "
+            f"({mb:.2f} MB rendered prompts, {mb / t:.1f} MB/s)"
+        )
     print()
     print("| step | records | s | records/s |")
     print("|---|---|---|---|")
     print(f"| reconcile (with prices) | {n:,} | {t_recon:.2f} | {n / t_recon:,.0f} |")
-    print(f"| PostgresStore.load_day, first load ({len(day_load.hourly):,} hourly rows) | {n:,} | {db['first_s']:.2f} | {n / db['first_s']:,.0f} |")
-    print(f"| PostgresStore.load_day, re-load (replaces the day) | {n:,} | {db['reload_s']:.2f} | {n / db['reload_s']:,.0f} |")
+    print(
+        f"| PostgresStore.load_day, first load ({len(day_load.hourly):,} hourly rows) | {n:,} | {db['first_s']:.2f} | {n / db['first_s']:,.0f} |"
+    )
+    print(
+        f"| PostgresStore.load_day, re-load (replaces the day) | {n:,} | {db['reload_s']:.2f} | {n / db['reload_s']:,.0f} |"
+    )
     print(f"| (open_store + migrations on an empty database) | – | {db['migrate_s']:.2f} | – |")
     print()
     print(f"counts identical on all paths: {sum(mismatches.values()) == 0} ({mismatches})")
