@@ -84,7 +84,9 @@ def test_config_entry_needs_a_tokenizer_or_a_price(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tokenizer"):
         load_config(cfg)
     # a price-only entry is fine and does not make the model countable
-    cfg.write_text('[models."x"]\nprice = { currency = "CNY", input = "1", output = "2" }\n', encoding="utf-8")
+    cfg.write_text(
+        '[models."x"]\nprice = { currency = "CNY", input = "1", output = "2" }\n', encoding="utf-8"
+    )
     reg = Registry(load_config(cfg))
     with pytest.raises(UnknownModelError):
         reg.resolve("x")
