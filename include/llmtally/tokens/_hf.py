@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,14 @@ from tokenizers import Tokenizer
 
 from .._exceptions import InputError, TokenizerLoadError
 from ._base import BatchItem
+from ._render_pool import RenderPool, processes, render_item
 from ._segments import SegmentCounter, segment_splitter
 from ._template import ChatTemplate
 
 __all__ = ["HFCounter", "load_hf_folder"]
 
 _CHUNK = 512
+_POOL_MIN = 16384  # chats in one batch before rendering moves to worker processes (start-up ~0.4 s)
 _SPECIAL_TOKEN_KEYS = (
     "bos_token",
     "eos_token",
@@ -131,6 +133,7 @@ class HFCounter:
         self._defaults = dict(template_defaults or {})
         self._splitter = splitter
         self._segments = SegmentCounter(splitter, self._encode_lengths) if splitter is not None else None
+        self._pool: RenderPool | None = None
 
     def __repr__(self) -> str:
         return f"HFCounter(name={self._name!r}, fingerprint={self._fingerprint!r})"
@@ -248,30 +251,38 @@ class HFCounter:
         """The string a batch item is encoded as (a text as is, a chat rendered)."""
         if isinstance(item, str):
             return item
-        if not isinstance(item, Mapping) or "messages" not in item:
-            raise InputError('a batch item must be a string or an object with "messages"')
-        kwargs = item.get("template_kwargs") or {}
-        if not isinstance(kwargs, Mapping):
-            raise InputError('"template_kwargs" must be an object')
-        return self.render(
-            item["messages"],
-            tools=item.get("tools"),
-            tool_choice=item.get("tool_choice"),
-            add_generation_prompt=bool(item.get("add_generation_prompt", True)),
-            **kwargs,
-        )
+        if self._template is None:
+            self.render([])  # raises the "no chat template" error
+        assert self._template is not None
+        return render_item(self._template, self._defaults, item)
+
+    def _rendered_chunks(self, items: Sequence[BatchItem]) -> Iterator[list[str]]:
+        """Items as strings, in order, chunk by chunk; a large chat batch renders in worker processes
+        (``LLMTALLY_RENDER_PROCESSES``), chunks arriving in order while earlier ones are encoded."""
+        windows = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+        n_chats = sum(1 for it in items if not isinstance(it, str))
+        workers = processes()
+        if self._template is None or n_chats < _POOL_MIN or workers < 2:
+            for window in windows:
+                yield [self.render_item(it) for it in window]
+            return
+        if self._pool is None:
+            self._pool = RenderPool(self._template, self._defaults, workers)
+        chats = [[it for it in window if not isinstance(it, str)] for window in windows]
+        for window, rendered in zip(windows, self._pool.render(chats), strict=True):
+            it = iter(rendered)
+            yield [item if isinstance(item, str) else next(it) for item in window]
 
     def count_batch(self, items: Sequence[BatchItem]) -> list[int]:
         """Counts of texts and chats, in order.
 
-        Templates render (Python, one core) while the previous chunk encodes (Rust, all cores, GIL
-        released), so rendering hides behind encoding.
+        Rendering (Python) overlaps encoding (Rust, all cores, GIL released): a thread encodes the
+        previous chunk while the next renders -- in worker processes for large chat batches.
         """
         counts: list[int] = []
         pending: Future[list[int]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtally-encode") as pool:
-            for start in range(0, len(items), _CHUNK):
-                rendered = [self.render_item(it) for it in items[start : start + _CHUNK]]
+            for rendered in self._rendered_chunks(items):
                 if pending is not None:
                     counts.extend(pending.result())
                 pending = pool.submit(self._lengths, rendered)
