@@ -3,7 +3,8 @@
 Each takes the run's plan (a small dict from :func:`plan`) and what its upstream task returned, does
 its work, logs what it processed, and returns a small JSON-able summary for XCom.  Records and their
 text never travel through XCom: tasks re-read the day's files (fast), restricted to the record ids
-the ``parse`` task fixed, and hand text-free results on through :class:`Staging`.
+the ``parse`` task fixed (in the files ``collect`` found), and hand text-free results on through
+:class:`Staging`.
 """
 
 from __future__ import annotations
@@ -171,7 +172,15 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     parsed = parse_day(list(files["files"]), _day(p), p["tz"])
     stage = Staging(p["staging"])
     ids = [r.id for r in parsed.records]
-    stage.write("parse", {"ids": ids, "stats": parsed.stats, "quarantine": list(parsed.quarantine)})
+    stage.write(
+        "parse",
+        {
+            "files": list(files["files"]),
+            "ids": ids,
+            "stats": parsed.stats,
+            "quarantine": list(parsed.quarantine),
+        },
+    )
     stats = asdict(parsed.stats)
     log.info(
         "parse: %(files)d files, %(lines)d lines -> %(records)d records (%(legacy_records)d legacy), "
@@ -190,7 +199,7 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     stage = Staging(p["staging"])
     index = stage.read("parse")
     t0 = time.perf_counter()
-    records = _records(p, _files(p), set(index["ids"]))
+    records = _records(p, index["files"], set(index["ids"]))
     engines: dict[str, Any] = {}
 
     def counter_for_model(model: str) -> Any:
@@ -219,12 +228,6 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _files(p: Plan) -> list[str]:
-    from ..pipeline import collect as collect_files
-
-    return collect_files(p["sources"], day=_day(p), tz=p["tz"]).paths
-
-
 def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
     """Billed numbers, drift and estimate error; the day's aggregates, staged for loading."""
     from ..pipeline import Recount
@@ -234,7 +237,7 @@ def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
     stage = Staging(p["staging"])
     index = stage.read("parse")
     t0 = time.perf_counter()
-    records = _records(p, _files(p), set(index["ids"]))
+    records = _records(p, index["files"], set(index["ids"]))
     recounts = {rid: Recount.from_json(v) for rid, v in stage.read("recount").items()}
     load_ = reconcile_records(
         records,
