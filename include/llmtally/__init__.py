@@ -8,6 +8,8 @@ need optional packages are imported on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._exceptions import (
     ConfigError,
     DataQualityError,
@@ -21,7 +23,12 @@ from ._exceptions import (
     UnknownModelError,
 )
 from .logging import UsageLogger, UsageMiddleware, log_token_usage, tags, track, wrap_openai
-from .tokens import TokenCounter, load_tokenizer
+
+if TYPE_CHECKING:
+    from .tokens import TokenCounter, load_tokenizer
+
+# Counting pulls in the `tokenizers` library; a service that only logs never needs it.
+_LAZY = {"TokenCounter": ".tokens", "load_tokenizer": ".tokens"}
 
 __version__ = "0.1.0"
 
@@ -46,3 +53,13 @@ __all__ = [
     "track",
     "wrap_openai",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llmtally' has no attribute {name!r}")
