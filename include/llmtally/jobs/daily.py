@@ -110,7 +110,7 @@ def plan(
 
 
 def plan_from_context(context: Mapping[str, Any]) -> Plan:
-    """:func:`plan` from an Airflow task context (the only place Airflow's Variables are read)."""
+    """:func:`plan` from an Airflow task context (Variables read through ``airflow.sdk.Variable``)."""
     from airflow.sdk import Variable
 
     def variable(key: str) -> str | None:
