@@ -114,6 +114,7 @@ def test_reconciliation_and_top_requests(summary: dict[str, Any], steady_data: g
     assert rc["estimate_error_pct"] == {"cs-bot": 5.0, "writer": 12.3}
     assert rc["estimate_bias_pct"] == {"cs-bot": 2.0, "writer": -10.0}
     assert [(d["model"], d["drift_records"]) for d in rc["drift"]] == [("gpt-4o", 12)]
+    assert rc["tokenizer_changes"] == []  # no earlier recounts in this data set
     assert [t["total_tokens"] for t in summary["top_requests"]] == sorted(
         (t["total_tokens"] for t in steady_data.top), reverse=True
     )
@@ -162,3 +163,22 @@ def test_day_and_week_boundaries_in_shanghai(pg_dsn: str, use_schema: Any) -> No
     }
     assert s["hourly"][0]["total_tokens"] == 2_000 and s["hourly"][23]["total_tokens"] == 4_000
     assert s["anomalies"] == []
+
+
+def test_tokenizer_fingerprint_change_is_reported() -> None:
+    from datetime import date
+
+    from llmtally.report._compute import _reconciliation
+
+    today = [gen.recon("qwen-plus", "cs-bot", "fp-new", records=10, recounted=10),
+             gen.recon("gpt-4o", "writer", "fp-o200k", records=5, recounted=5),
+             gen.recon("mystery", "lab", "", records=3)]  # fmt: skip
+    earlier = [("qwen-plus", "cs-bot", date(2026, 11, 18), "fp-old"),
+               ("qwen-plus", "cs-bot", date(2026, 11, 24), "fp-old"),
+               ("qwen-plus", "cs-bot", date(2026, 11, 24), "fp-other"),
+               ("gpt-4o", "writer", date(2026, 11, 25), "fp-o200k")]  # fmt: skip
+    changes = _reconciliation(today, earlier)["tokenizer_changes"]
+    assert changes == [
+        {"model": "qwen-plus", "service": "cs-bot", "since": "2026-11-24", "before": ["fp-old", "fp-other"],
+         "after": "fp-new"}
+    ]  # fmt: skip

@@ -7,7 +7,7 @@ Pure functions over plain data: no database, no rendering.  Rounding rules (docu
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -90,7 +90,9 @@ def _group(
     return {k: (v[0], v[1]) for k, v in acc.items()}
 
 
-def _reconciliation(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def _reconciliation(
+    rows: Sequence[Mapping[str, Any]], earlier: Iterable[tuple[str, str, date, str]] = ()
+) -> dict[str, Any]:
     keys = ("records", "recounted", "unknown_model", "not_recountable", "drift_records")
     out: dict[str, Any] = dict.fromkeys(keys, 0)
     per_service: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
@@ -123,7 +125,31 @@ def _reconciliation(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     out["estimate_bias_pct"] = {s: round(100.0 * v[2] / v[0], 2) for s, v in sorted(per_service.items())}
     out["unknown_models"] = sorted(unknown)
     out["drift"] = drift
+    out["tokenizer_changes"] = _tokenizer_changes(rows, earlier)
     return out
+
+
+def _tokenizer_changes(
+    rows: Iterable[Mapping[str, Any]], earlier: Iterable[tuple[str, str, date, str]]
+) -> list[dict[str, Any]]:
+    """(model, service) pairs recounted today with a fingerprint their last earlier day did not use:
+    the tokenizer files or chat template changed (an upgrade, or a silently swapped tokenizer)."""
+    last: dict[tuple[str, str], tuple[date, set[str]]] = {}
+    for model, service, day, fp in earlier:
+        seen = last.get((model, service))
+        if seen is None or day > seen[0]:
+            last[(model, service)] = (day, {fp})
+        elif day == seen[0]:
+            seen[1].add(fp)
+    changes = []
+    for r in rows:
+        key = (str(r.get("model", "")), str(r.get("service", "")))
+        fp = str(r.get("fingerprint") or "")
+        if not fp or not int(r.get("recounted") or 0) or key not in last or fp in last[key][1]:
+            continue
+        changes.append({"model": key[0], "service": key[1], "since": last[key][0].isoformat(),
+                        "before": sorted(last[key][1]), "after": fp})  # fmt: skip
+    return changes
 
 
 def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | None = None) -> dict[str, Any]:
@@ -201,7 +227,7 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
             }
             for t in sorted(data.top_requests, key=lambda t: (-t.total_tokens, t.rank))[:top_n]
         ],
-        "reconciliation": _reconciliation(data.reconciliation),
+        "reconciliation": _reconciliation(data.reconciliation, data.earlier_fingerprints),
         "model_changes": detect_model_changes(data.daily, day),
         "anomalies": [a.as_dict() for a in detect_anomalies(data, thresholds or Thresholds())],
     }

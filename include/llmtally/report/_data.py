@@ -123,6 +123,8 @@ class ReportData:
     top_requests: tuple[TopRequestRow, ...]
     digests: tuple[DigestCount, ...]
     reconciliation: tuple[Mapping[str, Any], ...]
+    earlier_fingerprints: tuple[tuple[str, str, date, str], ...] = ()
+    """``(model, service, day, fingerprint)`` of recounts in the week before ``day``."""
 
 
 def _schema() -> str:
@@ -176,6 +178,11 @@ SELECT prompt_sha256, feature, SUM(requests), SUM(total_tokens), MIN(first_ts), 
 FROM {s}.prompt_digests WHERE day = %(day)s GROUP BY 1, 2
 """
 _RECON = "SELECT * FROM {s}.reconciliation WHERE day = %(day)s ORDER BY model, service, fingerprint"
+_EARLIER_FPS = """
+SELECT DISTINCT model, service, day, fingerprint FROM {s}.reconciliation
+WHERE day < %(day)s AND day >= %(day)s - 7 AND recounted > 0 AND fingerprint <> ''
+ORDER BY model, service, day, fingerprint
+"""
 
 
 def _daily(r: tuple[Any, ...]) -> DailyUsage:
@@ -246,12 +253,13 @@ def fetch_report_data(
                 cur.execute(sql.SQL(_RECON).format(s=sql.Identifier(schema)), params)
                 names = [d.name for d in cur.description or ()]
                 recon = tuple(dict(zip(names, row, strict=True)) for row in cur.fetchall())
+                earlier = tuple((r[0], r[1], r[2], r[3]) for r in q(cur, _EARLIER_FPS))
         except psycopg.Error as exc:
             raise StorageError(
                 f"cannot read the aggregates for {day} from schema {schema!r}: {exc}; "
                 "has the pipeline's migration run (llmtally.store)?"
             ) from exc
-    return ReportData(day, timezone, start, daily, hourly, users, top, digests, recon)
+    return ReportData(day, timezone, start, daily, hourly, users, top, digests, recon, earlier)
 
 
 _FEATURE = """
