@@ -139,3 +139,16 @@ def test_resend_dag_mails_a_past_day_from_the_aggregates(
     _, prompt, completion = day_totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], day)
     assert f"{prompt + completion:,}" in html.get_content()
     assert sum(1 for part in msg.walk() if part.get_content_type() == "image/png") >= 3
+
+
+def test_recount_in_small_slices_gives_the_same_day(
+    dag: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmtally.jobs import daily
+
+    dsn = env["AIRFLOW_CONN_LLM_USAGE_DB"]
+    assert dag.test(run_conf={"day": LAST.isoformat()}).state == "success"
+    whole = _table(dsn)
+    monkeypatch.setattr(daily, "RECOUNT_CHUNK", 7)  # the day streams through in many slices
+    assert dag.test(run_conf={"day": LAST.isoformat()}).state == "success"
+    assert _table(dsn) == whole

@@ -9,11 +9,12 @@ the ``parse`` task fixed (in the files ``collect`` found), and hand text-free re
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
@@ -42,6 +43,8 @@ log = logging.getLogger("llmtally.jobs")
 Plan = dict[str, Any]
 VAR_LOG_DIRS = "llm_usage_log_dirs"
 VAR_RECIPIENTS = "llm_usage_report_recipients"
+RECOUNT_CHUNK = 65_536
+"""Records the recount task holds at once."""
 
 
 def _split_sources(value: str | Sequence[str] | None) -> list[str]:
@@ -155,33 +158,37 @@ def collect(p: Plan) -> dict[str, Any]:
     }
 
 
-def _records(p: Plan, files: Iterable[str], ids: set[str] | None = None) -> list[Any]:
-    from ..pipeline import parse_day
+def _chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
 
-    parsed = parse_day(list(files), _day(p), p["tz"])
-    if ids is None:
-        return list(parsed.records)
-    return [r for r in parsed.records if r.id in ids]
+
+def _records(p: Plan, files: Iterable[str], ids: set[str]) -> Iterator[Any]:
+    """The day's records from ``files``, streamed, restricted to the ids ``parse`` fixed."""
+    from ..pipeline import DayParser
+
+    return (r for r in DayParser(_day(p), p["tz"]).parse(list(files)) if r.id in ids)
 
 
 def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
-    """Parse and validate the day's records; fix the set of record ids this run processes."""
-    from ..pipeline import parse_day
+    """Parse and validate the day's records (streamed); fix the set of record ids this run processes."""
+    from ..pipeline import DayParser
 
     t0 = time.perf_counter()
-    parsed = parse_day(list(files["files"]), _day(p), p["tz"])
+    parser = DayParser(_day(p), p["tz"])
+    ids = [r.id for r in parser.parse(list(files["files"]))]
     stage = Staging(p["staging"])
-    ids = [r.id for r in parsed.records]
     stage.write(
         "parse",
         {
             "files": list(files["files"]),
             "ids": ids,
-            "stats": parsed.stats,
-            "quarantine": list(parsed.quarantine),
+            "stats": parser.stats,
+            "quarantine": list(parser.quarantine),
         },
     )
-    stats = asdict(parsed.stats)
+    stats = asdict(parser.stats)
     log.info(
         "parse: %(files)d files, %(lines)d lines -> %(records)d records (%(legacy_records)d legacy), "
         "%(quarantined)d quarantined, %(partial_lines)d partial lines skipped, %(duplicates)d duplicates, "
@@ -192,38 +199,44 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
-    """Exact prompt/completion counts of every record with text (runs on the recount queue)."""
+    """Exact prompt/completion counts of every record with text (runs on the recount queue).
+
+    The day streams through in slices of :data:`RECOUNT_CHUNK` records, so memory stays bounded;
+    the results (ids and numbers) are small.
+    """
     from ..pipeline import recount as recount_records
     from ..tokens import load_engine
 
     stage = Staging(p["staging"])
     index = stage.read("parse")
     t0 = time.perf_counter()
-    records = _records(p, index["files"], set(index["ids"]))
     engines: dict[str, Any] = {}
 
     def counter_for_model(model: str) -> Any:
-        engine = load_engine(model)
-        engines[model] = engine
-        return engine
+        if model not in engines:
+            engines[model] = load_engine(model)
+        return engines[model]
 
-    counts = recount_records(records, counter_for_model)
+    counts: dict[str, Any] = {}
+    unknown: set[str] = set()
+    n_records = 0
+    for chunk in _chunks(_records(p, index["files"], set(index["ids"])), RECOUNT_CHUNK):
+        n_records += len(chunk)
+        counts.update(recount_records(chunk, counter_for_model))
+        unknown.update(r.model or "" for r in chunk if counts[r.id].status == "unknown_model")
     stage.write("recount", {rid: rc.to_json() for rid, rc in counts.items()})
     by_status: dict[str, int] = {}
     for rc in counts.values():
         by_status[rc.status] = by_status.get(rc.status, 0) + 1
     for model, engine in engines.items():
         log.info("recount %s: %s", model, engine.summary())
-    unknown = sorted(
-        {r.model for r in records if counts.get(r.id) and counts[r.id].status == "unknown_model"}
-    )
     if unknown:
-        log.warning("recount: no tokenizer for models %s (counted as unknown, not guessed)", unknown)
-    log.info("recount: %d records: %s", len(records), by_status)
+        log.warning("recount: no tokenizer for models %s (counted as unknown, not guessed)", sorted(unknown))
+    log.info("recount: %d records: %s", n_records, by_status)
     return {
-        "records": len(records),
+        "records": n_records,
         "status": by_status,
-        "unknown_models": unknown,
+        "unknown_models": sorted(unknown),
         "seconds": round(time.perf_counter() - t0, 3),
     }
 

@@ -133,7 +133,7 @@ def recount(
     records: Iterable[UsageRecord],
     counter_for_model: Callable[[str], TokenCounter],
     *,
-    batch_size: int = 8192,
+    batch_size: int = 32768,
 ) -> dict[str, Recount]:
     """Exact counts per record id (see the module docstring for the rules).
 
