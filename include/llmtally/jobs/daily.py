@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
-from .._config import ENV_LOG_DIRS, load_config
+from .._config import ENV_DB_URL, ENV_LOG_DIRS, load_config
 from .._exceptions import ConfigError
 from ._day import report_day
 from ._staging import Staging
@@ -36,6 +36,7 @@ __all__ = [
     "report",
     "resend",
     "sources_from",
+    "usage_dsn",
 ]
 
 log = logging.getLogger("llmtally.jobs")
@@ -282,14 +283,39 @@ def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dsn() -> str:
+def usage_dsn() -> str:
+    """The aggregate database: ``AIRFLOW_CONN_LLM_USAGE_DB`` as given (any libpq form, sockets too),
+    else the Airflow connection ``llm_usage_db``."""
     from ..store import dsn_from_env
 
-    if os.environ.get("AIRFLOW_CONN_LLM_USAGE_DB"):
+    if os.environ.get(ENV_DB_URL):
         return dsn_from_env()
     from ..store.airflow import dsn_from_airflow
 
     return dsn_from_airflow()
+
+
+def _render_and_send(day: date, *, lang: str | None, recipients: list[str], tz: str) -> dict[str, Any]:
+    """Render ``day``'s report from the aggregates, write and archive it, mail it via ``smtp_default``."""
+    import psycopg
+
+    from ..report import AirflowSmtpNotifier, run_daily_report
+
+    with psycopg.connect(usage_dsn()) as conn:
+        result = run_daily_report(
+            conn,
+            day,
+            lang=lang,
+            recipients=recipients,
+            notifier=AirflowSmtpNotifier() if recipients else None,
+            timezone=tz,
+        )
+    log.info("report: %s written to %s; sent to %d recipient(s)", day, result.html_path, len(result.sent_to))
+    return {
+        "day": day.isoformat(),
+        "html": str(result.html_path) if result.html_path else None,
+        "sent_to": list(result.sent_to),
+    }
 
 
 def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,7 +327,7 @@ def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
         log.info("dry run: not loading %s (%d hourly rows)", p["day"], len(day_load.hourly))
         return {"loaded": False, "dry_run": True}
     t0 = time.perf_counter()
-    with open_store(_dsn()) as store:
+    with open_store(usage_dsn()) as store:
         store.load_day(day_load)
     log.info(
         "load: %s replaced with %d hourly rows in %.2f s",
@@ -314,62 +340,27 @@ def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
 
 def report(p: Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
     """Render the day's report from PostgreSQL, write and archive it, and email it."""
-    from ..report import AirflowSmtpNotifier, run_daily_report
-
     if p["dry_run"] or not loaded.get("loaded"):
         log.info("dry run: no report sent for %s", p["day"])
         return {"sent": False}
-    import psycopg
-
-    recipients = list(p["recipients"])
-    with psycopg.connect(_dsn()) as conn:
-        result = run_daily_report(
-            conn,
-            _day(p),
-            lang=p["lang"],
-            recipients=recipients,
-            notifier=AirflowSmtpNotifier() if recipients else None,
-            timezone=p["tz"],
-        )
-    log.info(
-        "report: %s written to %s; sent to %d recipient(s)", p["day"], result.html_path, len(result.sent_to)
-    )
-    return {"html": str(result.html_path) if result.html_path else None, "sent_to": list(result.sent_to)}
+    return _render_and_send(_day(p), lang=p["lang"], recipients=list(p["recipients"]), tz=p["tz"])
 
 
 def resend(context: Mapping[str, Any]) -> dict[str, Any]:
     """``llm_usage_report``: render the day's report from the aggregates again and send it."""
     from airflow.sdk import Variable
 
-    from ..report import AirflowSmtpNotifier, parse_recipients, run_daily_report
+    from ..report import parse_recipients
 
     params = context["params"]
-    cfg = load_config()
+    tz = load_config().timezone
     day = report_day(
-        cfg.timezone, day_param=params.get("day"), run_after=getattr(context["dag_run"], "run_after", None)
+        tz, day_param=params.get("day"), run_after=getattr(context["dag_run"], "run_after", None)
     )
     recipients = parse_recipients(params.get("recipients")) or parse_recipients(
         Variable.get(VAR_RECIPIENTS, default=None)
     )
-    import psycopg
-
-    with psycopg.connect(_dsn()) as conn:
-        result = run_daily_report(
-            conn,
-            day,
-            lang=params.get("lang"),
-            recipients=recipients,
-            notifier=AirflowSmtpNotifier() if recipients else None,
-            timezone=cfg.timezone,
-        )
-    log.info(
-        "report of %s re-rendered (%s); sent to %d recipient(s)", day, result.html_path, len(result.sent_to)
-    )
-    return {
-        "day": day.isoformat(),
-        "html": str(result.html_path) if result.html_path else None,
-        "sent_to": list(result.sent_to),
-    }
+    return _render_and_send(day, lang=params.get("lang"), recipients=recipients, tz=tz)
 
 
 def cleanup(p: Plan) -> None:

@@ -122,7 +122,7 @@ def purge_staging(hours: int, root: str | None = None, *, now: float | None = No
 
 def purge_from_airflow(what: str, params: dict[str, Any]) -> dict[str, Any]:
     """One maintenance task: ``raw_logs``, ``quarantine`` or ``staging``, per ``[retention]``."""
-    from .daily import VAR_LOG_DIRS, _dsn, sources_from
+    from .daily import VAR_LOG_DIRS, sources_from, usage_dsn
 
     keep = Retention.from_config()
     dry_run = bool(params.get("dry_run"))
@@ -135,7 +135,7 @@ def purge_from_airflow(what: str, params: dict[str, Any]) -> dict[str, Any]:
     if what == "quarantine":
         if dry_run:
             return {"dry_run": True}
-        return {"deleted": purge_quarantine(_dsn(), keep.quarantine_days)}
+        return {"deleted": purge_quarantine(usage_dsn(), keep.quarantine_days)}
     if what == "staging":
         return {"removed": 0 if dry_run else purge_staging(keep.staging_hours)}
     raise ConfigError(f"unknown maintenance step {what!r}")

@@ -193,16 +193,19 @@ class HFCounter:
         **template_kwargs: Any,
     ) -> str:
         """The prompt string the server tokenizes for this chat."""
+        del tool_choice  # HF templates do not see tool_choice; vLLM applies it outside the prompt
+        kwargs = {**self._defaults, **template_kwargs}
+        return self._chat_template().render(
+            messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
+        )
+
+    def _chat_template(self) -> ChatTemplate:
         if self._template is None:
             raise TokenizerLoadError(
                 f"{self._name} has no chat template (tokenizer_config.json 'chat_template', "
                 "chat_template.jinja or chat_template.json); count plain text with count() instead"
             )
-        del tool_choice  # HF templates do not see tool_choice; vLLM applies it outside the prompt
-        kwargs = {**self._defaults, **template_kwargs}
-        return self._template.render(
-            messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
-        )
+        return self._template
 
     def _encode_lengths(self, texts: list[str]) -> list[int]:
         if not texts:
@@ -251,10 +254,7 @@ class HFCounter:
         """The string a batch item is encoded as (a text as is, a chat rendered)."""
         if isinstance(item, str):
             return item
-        if self._template is None:
-            self.render([])  # raises the "no chat template" error
-        assert self._template is not None
-        return render_item(self._template, self._defaults, item)
+        return render_item(self._chat_template(), self._defaults, item)
 
     def _rendered_chunks(self, items: Sequence[BatchItem]) -> Iterator[list[str]]:
         """Items as strings, in order, chunk by chunk; a large chat batch renders in worker processes
