@@ -16,7 +16,7 @@ DeepSeek-V3 names to ``$LLMTALLY_SHARED/tokenizers``.
    (set before ``tokenizers`` starts its pool), which also times template rendering alone.  Baseline,
    single-threaded in the same pinned process: transformers
    ``AutoTokenizer.from_pretrained(folder).apply_chat_template(tokenize=True)`` per prompt + ``encode``
-   per completion (+1 stop token, as open-model engines bill it) for the HF models; for gpt-4o-mini
+   per completion (+1 stop token where a stop was generated, as open-model engines bill it) for the HF models; for gpt-4o-mini
    tiktoken with the OpenAI cookbook's message and tool accounting.  Every record's prompt and
    completion counts must be identical on all three paths.  MB are the UTF-8 bytes of message contents
    and completions (template scaffolding and tool schemas not included).
@@ -132,7 +132,8 @@ def _hf_baseline(folder: Path, recs: Sequence[Any]) -> dict[str, Any]:
         )
         c = None
         if r.completion is not None and not r.reasoning and not r.tool_calls:
-            c = len(tok.encode(r.completion, add_special_tokens=False)) + (r.finish_reason != "length")
+            stopped = (r.status or "ok") == "ok" and r.finish_reason in (None, "stop")  # the billing rule
+            c = len(tok.encode(r.completion, add_special_tokens=False)) + stopped
         counts[r.id] = [len(ids), c]
     return {"load_s": t_load, "s": time.perf_counter() - t0, "counts": counts}
 

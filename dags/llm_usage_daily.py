@@ -1,7 +1,7 @@
 """llm_usage_daily: yesterday's LLM usage, recounted exactly, loaded into PostgreSQL, reported.
 
 Scheduled at 02:00 Asia/Shanghai; the run whose data interval starts on day D reports D (see
-``llmtally.jobs._day``).  Trigger with ``{"day": "YYYY-MM-DD"}`` to (re)process any day; a re-run
+``llmtally._time``).  Trigger with ``{"day": "YYYY-MM-DD"}`` to (re)process any day; a re-run
 replaces that day.  Wiring only: every task is one call into ``llmtally.jobs.daily``.
 """
 
@@ -13,7 +13,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-TZ = os.environ.get("LLMTALLY_TIMEZONE", "Asia/Shanghai")
+from llmtally._time import report_timezone
+
+# The report time zone: LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai, the same function the
+# day rule and the report use (a light import: no tokenizer, database or pandas).
+TZ = report_timezone()
 RECOUNT_QUEUE = os.environ.get("LLMTALLY_RECOUNT_QUEUE", "gpu")
 # History to catch up on when the DAG is first unpaused (backfills can go further back).
 START = pendulum.parse(os.environ.get("LLMTALLY_START_DATE", "2026-01-01"), tz=TZ)
@@ -39,6 +43,11 @@ CATCHUP = os.environ.get("LLMTALLY_CATCHUP", "true").lower() in ("1", "true", "y
         ),
         "lang": Param(None, type=["null", "string"], enum=[None, "zh", "en"], description="Report language"),
         "dry_run": Param(False, type="boolean", description="Compute and report in the log only"),
+        "force": Param(
+            False,
+            type="boolean",
+            description="Replace the day even if this run found fewer records or files than it holds",
+        ),
     },
     doc_md=__doc__,
 )
@@ -85,7 +94,9 @@ def llm_usage_daily() -> None:
 
         return daily.report(p, loaded)
 
-    @task(trigger_rule="all_done", retries=0)
+    # Only after a successful run (the default all_success): a failed run keeps its staging, so a
+    # cleared task re-runs; llm_usage_maintenance purges what failed runs leave behind.
+    @task(retries=0)
     def cleanup(p: dict[str, object]) -> None:
         from llmtally.jobs import daily
 

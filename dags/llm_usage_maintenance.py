@@ -1,18 +1,19 @@
 """llm_usage_maintenance: enforce retention ([retention] in llmtally.toml) once a day.
 
 Deletes raw usage logs past ``raw_log_days`` where their volume is writable, quarantined lines past
-``quarantine_days`` and staging folders of killed runs.  Aggregates are never purged.
+``quarantine_days`` and staging folders of failed or killed runs.  Aggregates are never purged.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
-TZ = os.environ.get("LLMTALLY_TIMEZONE", "Asia/Shanghai")
+from llmtally._time import report_timezone
+
+TZ = report_timezone()  # LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai
 
 
 @dag(

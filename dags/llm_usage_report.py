@@ -6,13 +6,14 @@ optionally other recipients or language.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-TZ = os.environ.get("LLMTALLY_TIMEZONE", "Asia/Shanghai")
+from llmtally._time import report_timezone
+
+TZ = report_timezone()  # LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai
 
 
 @dag(

@@ -3,8 +3,10 @@
 Several services on several hosts, each writing into its own folder (as each inference container
 writes to its own ``./logs`` volume), over ``--days`` days ending yesterday (Asia/Shanghai):
 
-* ``chat-api`` on two GPU hosts serving ``qwen3-8b`` (vLLM-style: the server reports exact usage,
-  the service's own estimate is the old ``len(text)`` habit);
+* ``chat-api`` on two GPU hosts serving ``qwen3-8b``: ``gpu-a`` is vLLM-style (the server reports
+  exact usage), ``gpu-b`` a transformers server that reports none (billed from the exact recount);
+  the service's own estimate is the old ``len(text)`` habit.  A few of its calls fail: rate
+  limited (HTTP 429, billed nothing), timed out or abandoned mid-stream (partial completions);
 * ``support-bot`` calling ``deepseek-chat`` with a server whose reported prompt counts are off by a
   few tokens (a planted tokenizer drift);
 * ``rag-worker`` calling ``gpt-4o-mini`` with tools (usage reported as the API reports it);
@@ -25,6 +27,7 @@ import os
 import random
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import llmtally
@@ -93,6 +96,7 @@ def generate(
 ) -> dict[str, int]:
     """Write sample logs under ``out``; returns records written per service."""
     rng = random.Random(seed)
+    outcomes = random.Random(seed + 1)  # a stream of its own: the rest of the traffic stays the same
     qwen = load_hf_folder(shared / "tokenizers" / "qwen3")
     deepseek = load_hf_folder(shared / "tokenizers" / "deepseek_v3")
     gpt = load_tiktoken("gpt-4o-mini")
@@ -133,25 +137,41 @@ def generate(
                 completion_tokens = counter.count(completion) + (1 if counter is not gpt else 0)
                 if service == "support-bot" and rng.random() < 0.3:
                     prompt_tokens += rng.choice([-2, 3, 5])  # the drifted server
-                usage = {
+                usage: dict[str, Any] | None = {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 }
                 if model == "gpt-4o-mini" and rng.random() < 0.4:
-                    usage["prompt_tokens_details"] = {"cached_tokens": min(prompt_tokens, 64)}  # type: ignore[assignment]
+                    usage["prompt_tokens_details"] = {"cached_tokens": min(prompt_tokens, 64)}
                 text_len = sum(len(m["content"]) for m in messages)
+                estimate = {"prompt_tokens": text_len, "completion_tokens": len(completion)}
+                status, extra = "ok", {"finish_reason": "stop"}
+                reply: str | None = completion
+                if service == "chat-api":
+                    if host == "gpu-b":
+                        usage = None  # no usage reported: the recount bills it
+                    roll = outcomes.random()
+                    if roll < 0.06:
+                        status, reply, extra = "error", None, {"http_status": 429, "error": "RateLimitError"}
+                    elif roll < 0.09:
+                        status, reply, extra = "timeout", completion[: len(completion) // 2], {}
+                    elif roll < 0.13:
+                        status, reply, extra = "abandoned", completion[: len(completion) // 3], {}
+                    if status != "ok":
+                        usage = None
                 logger.log(
                     model=model,
                     messages=messages,
-                    completion=completion,
+                    completion=reply,
                     tools=tools,
                     usage=usage,
-                    estimate={"prompt_tokens": text_len, "completion_tokens": len(completion)},
+                    estimate=estimate,
                     tags=tags,
                     ts=ts,
                     latency_ms=rng.uniform(150, 2500),
-                    finish_reason="stop",
+                    status=status,
+                    **extra,
                 )
                 written[service] += 1
             if rng.random() < 0.5:

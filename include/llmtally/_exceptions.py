@@ -11,6 +11,7 @@ Every error the library raises on purpose derives from :class:`LlmtallyError`::
     ├── InputError (ValueError)               a record / JSON line / message list is malformed
     ├── StorageError                          the database failed (driver errors mapped here)
     ├── DataQualityError                      a post-load check found inconsistent aggregates
+    │   └── LessEvidenceError                 a re-run found fewer records/files: the day was kept
     └── DeliveryError                         a report could not be sent
 
 Messages say what to do next.  Lookup misses subclass ``KeyError`` and bad arguments
@@ -24,6 +25,7 @@ __all__ = [
     "DataQualityError",
     "DeliveryError",
     "InputError",
+    "LessEvidenceError",
     "LlmtallyError",
     "StorageError",
     "TemplateError",
@@ -97,3 +99,11 @@ class DataQualityError(LlmtallyError):
 
 class DeliveryError(LlmtallyError):
     """A report could not be delivered."""
+
+
+class LessEvidenceError(DataQualityError):
+    """A re-run found fewer records or files than the day already holds; the day was kept.
+
+    Raised by :meth:`UsageStore.load_day` unless forced; the message says what is missing and how
+    to force the replacement.
+    """

@@ -66,6 +66,8 @@ def test_day_param_run_loads_exact_totals_and_writes_the_report(
     assert run.state == "success"
     want = expected_totals(logs, LAST)
     assert want.requests > 0
+    # the oracle covers every billing path: reported usage, the recount (no usage), failed calls
+    assert {"reported", "ok", "error", "timeout", "abandoned"} <= set(want.by_source), want.by_source
     assert day_totals(env["AIRFLOW_CONN_LLM_USAGE_DB"], LAST) == (
         want.requests,
         want.prompt_tokens,
@@ -73,7 +75,7 @@ def test_day_param_run_loads_exact_totals_and_writes_the_report(
     )
     report = Path(env["LLMTALLY_REPORT_DIR"]) / f"report-{LAST.isoformat()}.html"
     assert report.is_file() and report.with_suffix(".json").is_file()
-    assert not any(Path(env["LLMTALLY_STAGING_DIR"]).rglob("*.pkl.gz")), "staging not cleaned up"
+    assert not any(Path(env["LLMTALLY_STAGING_DIR"]).rglob("*.json.gz")), "staging not cleaned up"
 
 
 def test_logical_date_reports_the_day_its_interval_starts(dag: Any, env: dict[str, str], logs: Path) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import functools
 import gzip
 import json
 import re
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -29,16 +33,19 @@ def pipeline_env(home: Path, logs: Path, dsn: str, shared: Path) -> dict[str, st
 
 
 def day_totals(dsn: str, day: date, tz: str = "Asia/Shanghai") -> tuple[int, int, int]:
-    """Requests and billed prompt/completion tokens of ``day`` in ``usage_hourly``."""
+    """Requests and billed prompt/completion tokens of ``day`` in ``usage_hourly`` (its ``day`` rows,
+    checked to lie inside the local day)."""
     import psycopg
 
     start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz))
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
-            " FROM llmtally.usage_hourly WHERE hour >= %s AND hour < %s",
-            (start, start + timedelta(days=1)),
+            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+            " count(*) FILTER (WHERE hour < %s OR hour >= %s)"
+            " FROM llmtally.usage_hourly WHERE day = %s",
+            (start, start + timedelta(days=1), day),
         ).fetchone()
+    assert row is not None and row[3] == 0, f"{row and row[3]} rows of {day} have an hour outside the day"
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])
 
@@ -51,6 +58,8 @@ class DayTotals:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    by_source: Counter[str] = field(default_factory=Counter)
+    """Logger records by how the oracle billed them: ``reported``, else their status."""
 
 
 def _lines(path: Path) -> list[str]:
@@ -60,9 +69,44 @@ def _lines(path: Path) -> list[str]:
     return lines[:-1]  # the last element is "" or a partial line without newline: skipped
 
 
+@functools.cache
+def _oracle(model: str) -> Any:
+    """transformers' own tokenizer for the sample's self-served model: the independent recount."""
+    from transformers import AutoTokenizer
+
+    from tests.support import SHARED
+
+    folders = {"qwen3-8b": "qwen3"}
+    if model not in folders:
+        raise AssertionError(f"the oracle has no tokenizer for {model!r}: extend tests/e2e/expected.py")
+    return AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / folders[model]))
+
+
+def _recount(rec: dict[str, Any]) -> tuple[int, int]:
+    """What the engine bills for a record without reported usage (the billing rule, recomputed with
+    transformers): the chat template's prompt; the delivered completion, plus the stop token only
+    for a call that ended with a stop."""
+    tok = _oracle(rec["model"])
+    ids = tok.apply_chat_template(rec["messages"], tokenize=True, add_generation_prompt=True)
+    prompt = len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
+    completion = len(tok.encode(rec.get("completion") or "", add_special_tokens=False))
+    ok = (rec.get("status") or "ok") == "ok" and rec.get("finish_reason") in (None, "stop")
+    return prompt, completion + (1 if ok and rec.get("completion") is not None else 0)
+
+
+def billed_of(rec: dict[str, Any]) -> tuple[int, int]:
+    """Billed prompt and completion tokens of one logger record, by the README's billing rule."""
+    usage = rec.get("usage") or {}
+    if usage:
+        return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+    if rec.get("status") == "error":
+        return 0, 0  # a failed call with no usage bills nothing
+    return _recount(rec)
+
+
 def expected_totals(root: Path, day: date, tz: str = "Asia/Shanghai") -> DayTotals:
-    """Billed totals of ``day``: reported usage for logger records, the recipe's own numbers for
-    legacy lines (every sample record carries reported usage)."""
+    """Billed totals of ``day``: reported usage where the server sent it, else an independent
+    recount with transformers (failed calls: 0), and the recipe's own numbers for legacy lines."""
     zone = ZoneInfo(tz)
     totals = DayTotals()
     seen: set[str] = set()
@@ -79,8 +123,10 @@ def expected_totals(root: Path, day: date, tz: str = "Asia/Shanghai") -> DayTota
                     continue
                 seen.add(rec["id"])
                 ts = datetime.fromisoformat(rec["ts"]).astimezone(zone)
-                usage = rec.get("usage") or {}
-                p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+                if ts.date() != day:
+                    continue
+                p, c = billed_of(rec)
+                totals.by_source["reported" if rec.get("usage") else rec.get("status") or "ok"] += 1
             else:
                 m = _LEGACY.match(line)
                 if not m:

@@ -1,9 +1,11 @@
 """llm_usage_daily on a real Airflow: REST trigger with params, a backfill through the scheduler,
-and the UI in headless Chromium.  The usage aggregates go to a fresh database on the machine's
-PostgreSQL; the raw logs come from the sample traffic generator (the real UsageLogger)."""
+the UI in headless Chromium, and a failed run whose cleared task re-runs.  The usage aggregates go
+to a fresh database on the machine's PostgreSQL; the raw logs come from the sample traffic
+generator (the real UsageLogger)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +50,14 @@ def airflow(
     tmp_path_factory: pytest.TempPathFactory, sample_logs: Path, usage_db: str
 ) -> Iterator[AirflowServer]:
     home = tmp_path_factory.mktemp("airflow-home")
+    # A cluster policy (Airflow's own hook, read from $AIRFLOW_HOME/config): here the recount fails
+    # at its first try instead of retrying twice 5 minutes apart, so a failed run takes seconds.
+    (home / "config").mkdir()
+    (home / "config" / "airflow_local_settings.py").write_text(
+        "def task_policy(task):\n"
+        "    if task.dag_id == 'llm_usage_daily' and task.task_id == 'recount':\n"
+        "        task.retries = 0\n"
+    )
     env = {
         **pipeline_env(home, sample_logs, usage_db, SHARED),
         "LLMTALLY_START_DATE": DAYS[0].isoformat(),
@@ -207,3 +217,63 @@ def _latest_manual_run(af: AirflowServer) -> str:
         "GET", "/dags/llm_usage_daily/dagRuns", params={"order_by": "-run_after", "limit": 1}
     ).json()
     return str(runs["dag_runs"][0]["dag_run_id"])
+
+
+def test_a_cleared_failed_task_reruns_and_the_run_succeeds(
+    airflow: AirflowServer, sample_logs: Path, usage_db: str
+) -> None:
+    # The recount worker's tokenizer folder is there but empty (a volume not populated yet): the
+    # recount fails, the run fails and keeps its staging; the config is fixed, the failed task is
+    # cleared with its downstream tasks (the UI's "Clear: only failed, downstream"), and it succeeds.
+    day = DAYS[-2]
+    config = Path(airflow.env["LLMTALLY_CONFIG"])
+    good = config.read_text(encoding="utf-8")
+    qwen = f'tokenizer = "{SHARED / "tokenizers" / "qwen3"}"'
+    assert good.count(qwen) == 2, good  # qwen3-8b and its repo id
+    empty = airflow.home / "tokenizers-not-copied-yet"
+    empty.mkdir()
+    try:
+        config.write_text(good.replace(qwen, f'tokenizer = "{empty}"'), encoding="utf-8")
+        run_id = _trigger(airflow, day)
+        assert airflow.wait_for_run("llm_usage_daily", run_id) == "failed"
+        states = airflow.task_states("llm_usage_daily", run_id)
+        assert states["parse"] == "success" and states["recount"] == "failed", states
+        assert {states[t] for t in ("reconcile", "load", "report", "cleanup")} == {"upstream_failed"}, states
+        staging = _staging_folder(airflow, run_id)
+        assert (staging / "parse.json.gz").is_file(), "a failed run keeps its staging"
+        assert not (staging / "recount.json.gz").exists()
+    finally:
+        config.write_text(good, encoding="utf-8")
+    r = airflow.api(
+        "POST",
+        "/dags/llm_usage_daily/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": ["recount"],
+            "include_downstream": True,
+            "only_failed": True,
+        },
+    )
+    assert r.status_code == 200, r.text
+    cleared = {ti["task_id"] for ti in r.json()["task_instances"]}
+    assert cleared == {"recount", "reconcile", "load", "report", "cleanup"}
+    assert airflow.wait_for_run("llm_usage_daily", run_id) == "success", airflow.task_states(
+        "llm_usage_daily", run_id
+    )
+    tis = airflow.api("GET", f"/dags/llm_usage_daily/dagRuns/{run_id}/taskInstances").json()
+    tries = {ti["task_id"]: ti["try_number"] for ti in tis["task_instances"]}
+    assert tries["parse"] == 1 and tries["recount"] == 2, tries  # parse's staging was reused
+    want = expected_totals(sample_logs, day)
+    assert want.requests > 0
+    assert day_totals(usage_db, day) == (want.requests, want.prompt_tokens, want.completion_tokens)
+    assert not staging.exists(), "a successful run removes its staging"
+
+
+def _staging_folder(af: AirflowServer, run_id: str) -> Path:
+    """The run's staging folder, as its plan task fixed it (read from the plan's XCom)."""
+    r = af.api("GET", f"/dags/llm_usage_daily/dagRuns/{run_id}/taskInstances/plan/xcomEntries/return_value")
+    assert r.status_code == 200, r.text
+    value = r.json()["value"]
+    plan = json.loads(value) if isinstance(value, str) else value
+    return Path(plan["staging"])

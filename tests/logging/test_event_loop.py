@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import time
 
 from llmtally.logging import MemorySink, UsageLogger
@@ -15,6 +17,17 @@ MESSAGES = [
 
 
 def test_event_loop_never_stalls_over_1ms_on_logging() -> None:
+    """Measured in a fresh interpreter: threads left running by other tests in this process (servers,
+    loggers) would take the GIL too, and that is their pause, not the logger's."""
+    out = subprocess.run(
+        [sys.executable, "-c", "from tests.logging.test_event_loop import measure; measure()"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def measure() -> None:
+    """The measurement (asserts inside; run by the test above in its own process)."""
     lg = UsageLogger(
         service="svc", sink=MemorySink(), max_batch_size=512, max_queue_size=200_000, schedule_delay=0.01
     )

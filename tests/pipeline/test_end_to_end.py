@@ -116,7 +116,7 @@ def test_days_match_the_truth(
             assert unknown == {"mystery-model"}
             q = store.quality(day)
             assert q is not None and q.records == st.records and q.legacy_records == 4
-            assert q.billed_recount > 0 and q.billed_estimate == 4  # the 4 legacy lines
+            assert q.prompt_recount > 0 and q.prompt_estimate == 4  # the 4 legacy lines
             assert len(store.quarantine(day)) == truth.malformed
             store.check_day(day)
 

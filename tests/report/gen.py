@@ -1,8 +1,11 @@
 """Generated multi-week aggregates with known values, inserted into a real PostgreSQL schema.
 
+Rows are the store's :class:`~llmtally.store.HourlyRow` (written by its column declaration); the
+report reads them back only through the store.
+
 Steady traffic: the same hourly profile every day, weekends at 60 %, ±10 % seeded noise.  Planted
 anomalies are added on top by :func:`plant_anomalies`.  Every row is kept in Python so tests can
-recompute every number of the report independently of the SQL.
+recompute every number of the report independently of the store.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from llmtally.store import HourlyRow
+from llmtally.store._rows import HOURLY_COLUMNS
 
 TZ = "Asia/Shanghai"
 DAY = date(2026, 11, 26)  # a Thursday
@@ -36,17 +42,10 @@ RATES = {
 PROFILE = [0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.0, 1.0,
            0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.6, 0.5, 0.4, 0.3]  # fmt: skip
 
-COLUMNS = (
-    "day", "hour", "model", "feature", "user_id", "tenant", "service", "requests", "prompt_tokens",
-    "completion_tokens", "cached_tokens", "reasoning_tokens", "recounted_prompt_tokens",
-    "recounted_completion_tokens", "estimated_prompt_tokens", "estimated_completion_tokens",
-    "unpriced_requests", "cost", "currency",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Row:
-    """One usage_hourly row."""
+    """One usage_hourly row (``hour``: start of the local hour, an aware instant)."""
 
     day: date
     hour: datetime
@@ -62,19 +61,27 @@ class Row:
     reasoning_tokens: int = 0
     cost: Decimal | None = None
     currency: str | None = None
+    status: str = "ok"
+    http_status: int = 0
+    uncertain_requests: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def values(self) -> tuple[Any, ...]:
-        unpriced = self.requests if self.cost is None else 0
-        return (
-            self.day, self.hour, self.model, self.feature, self.user_id, self.tenant, self.service,
-            self.requests, self.prompt_tokens, self.completion_tokens, self.cached_tokens,
-            self.reasoning_tokens, self.prompt_tokens, self.completion_tokens,
-            int(self.prompt_tokens * 0.9), int(self.completion_tokens * 1.1), unpriced, self.cost,
-            self.currency,
+    def hourly(self) -> HourlyRow:
+        """The store's row: recounts equal the billed numbers, the services' estimates are off."""
+        return HourlyRow(
+            day=self.day, hour=self.hour, model=self.model, feature=self.feature, user_id=self.user_id,
+            tenant=self.tenant, service=self.service, status=self.status, http_status=self.http_status,
+            requests=self.requests, prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens, cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens, recounted_prompt_tokens=self.prompt_tokens,
+            recounted_completion_tokens=self.completion_tokens,
+            estimated_prompt_tokens=int(self.prompt_tokens * 0.9),
+            estimated_completion_tokens=int(self.completion_tokens * 1.1),
+            unpriced_requests=self.requests if self.cost is None and self.total_tokens else 0,
+            uncertain_requests=self.uncertain_requests, cost=self.cost, currency=self.currency,
         )  # fmt: skip
 
 
@@ -105,8 +112,10 @@ def row(day: date, hour: int, feature: str, user: str, requests: int, prompt: in
     model, service = FEATURES[feature][:2]
     cost, cur = priced(model, prompt, completion)
     return Row(
-        day, utc_hour(day, hour), model, feature, user, tenant, service, requests, prompt, completion,
-        prompt // 4, completion // 10 if model == "gpt-4o" else 0, cost, cur,
+        day=day, hour=utc_hour(day, hour), model=model, feature=feature, user_id=user, tenant=tenant,
+        service=service, requests=requests, prompt_tokens=prompt, completion_tokens=completion,
+        cached_tokens=prompt // 4, reasoning_tokens=completion // 10 if model == "gpt-4o" else 0,
+        cost=cost, currency=cur,
     )  # fmt: skip
 
 
@@ -155,12 +164,16 @@ def top_request(rank: int, feature: str, digest: str, prompt: int, completion: i
 
 
 def recon(model: str, service: str, fp: str, *, records: int, recounted: int = 0, drift: int = 0,
-          estimated: int = 0, ape: float = 0.0, pe: float = 0.0, unknown: int = 0) -> dict[str, Any]:  # fmt: skip
+          estimated: int = 0, ape: float = 0.0, pe: float = 0.0, unknown: int = 0,
+          **counts: int) -> dict[str, Any]:  # fmt: skip
+    """A reconciliation row (``counts``: more of its columns, e.g. ``completion_missing``); every
+    record reported its usage, so its billed numbers came from the report."""
     return {
         "day": DAY, "model": model, "service": service, "fingerprint": fp, "records": records,
         "reported": records, "recounted": recounted, "drift_records": drift,
         "prompt_drift_tokens": drift * 3, "completion_drift_tokens": 0, "estimated": estimated,
         "estimate_ape_sum": ape, "estimate_pe_sum": pe, "unknown_model": unknown,
+        "prompt_reported": records, "completion_reported": records, **counts,
     }  # fmt: skip
 
 
@@ -182,7 +195,7 @@ def plant_anomalies(ds: Dataset) -> Dataset:
     out.rows.append(row(DAY, 14, SCRIPT, "bob", 900, 270_000, 90_000, tenant="spike"))
     # 2. one huge request in 客服问答 (usual ~950 tokens per request)
     cost, cur = priced("qwen-plus", 140_000, 10_000)
-    out.top = [dict(t, rank=t["rank"] + 100) for t in out.top]
+    out.top = [dict(t, rank=t["rank"] + 1) for t in out.top]
     out.top.append(top_request(1, "客服问答", "a" * 64, 140_000, 10_000, cost, cur))
     # 3. a user whose consumption jumps: ~2,000 tokens a day for two weeks, then 400,000
     for i in range(1, 16):
@@ -209,10 +222,11 @@ def load(dsn: str, schema: str, ds: Dataset) -> None:
     PostgresStore(dsn, schema=schema).close()
     s = sql.Identifier(schema)
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cols = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        cols = sql.SQL(", ").join(map(sql.Identifier, HOURLY_COLUMNS))
         with cur.copy(sql.SQL("COPY {}.usage_hourly ({}) FROM STDIN").format(s, cols)) as copy:
             for r in ds.rows:
-                copy.write_row(r.values())
+                h = r.hourly()
+                copy.write_row([getattr(h, c) for c in HOURLY_COLUMNS])
         _insert(cur, sql.SQL("{}.top_requests").format(s), [dict(t, tags=Jsonb(t["tags"])) for t in ds.top])
         _insert(cur, sql.SQL("{}.reconciliation").format(s), ds.recon)
         _insert(cur, sql.SQL("{}.prompt_digests").format(s), ds.digests)
@@ -228,7 +242,7 @@ def _insert(cur: Any, table: Any, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def local_day(r: Row, tz: str = TZ) -> date:
-    """The local day of a row, computed from its UTC hour (not its ``day`` column)."""
+    """The local day of a row, computed from its hour instant: an independent check of ``day``."""
     return r.hour.astimezone(ZoneInfo(tz)).date()
 
 

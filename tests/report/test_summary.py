@@ -131,7 +131,8 @@ def test_day_and_week_boundaries_in_shanghai(pg_dsn: str, use_schema: Any) -> No
 
     def at(utc: datetime, n: int) -> Row:
         local = utc.astimezone(gen.ZoneInfo(gen.TZ))
-        return Row(local.date(), utc, "gpt-4o", "f", "u", "t", "s", 1, n, 0)
+        return Row(day=local.date(), hour=utc, model="gpt-4o", feature="f", user_id="u", tenant="t",
+                   service="s", requests=1, prompt_tokens=n, completion_tokens=0)  # fmt: skip
 
     u = lambda *a: datetime(*a, tzinfo=UTC)  # noqa: E731
     rows = [

@@ -18,7 +18,7 @@ from llmtally.store import (
 )
 
 
-def day_load(day: date, scale: int = 1, run_id: str = "run") -> DayLoad:
+def day_load(day: date, scale: int = 1, run_id: str = "run", files: int = 2) -> DayLoad:
     """A consistent load for ``day`` (Asia/Shanghai): two hours, two models, one unpriced."""
     h0 = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=8)  # 00:00 local
     hourly = [
@@ -107,8 +107,10 @@ def day_load(day: date, scale: int = 1, run_id: str = "run") -> DayLoad:
     )
     quar = [QuarantineEntry(day, "/logs/a.jsonl", 7, "invalid JSON", "0123456789abcdef")]
     digests = [PromptDigestRow(day, "d" * 64, "chat", 2, 300, h0, h0 + timedelta(minutes=5))]
+    names = [f"/logs/{chr(97 + i)}.jsonl" for i in range(files)]
+    sources = {name: records // files + (i < records % files) for i, name in enumerate(names)}
     ledger = LedgerEntry(
-        run_id, day, 2, 1234, records, 1, 1, 0, 5, {"parse": 0.5}, {"files": ["/logs/a.jsonl"]}
+        run_id, day, 2, 1234, records, 1, 1, 0, 5, {"parse": 0.5}, {"files": names}, sources=sources
     )
     return DayLoad(day, hourly, recon, top, quality, quar, ledger, "Asia/Shanghai", digests)
 

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from llmtally import ConfigError, DataQualityError
-from llmtally.store import MemoryStore, PostgresStore, UsageStore
+from llmtally import ConfigError, DataQualityError, LessEvidenceError
+from llmtally.store import MemoryStore, PostgresStore, UsageStore, Where, fold
 from tests.store.days import broken, day_load
 
 D1, D2 = date(2026, 11, 20), date(2026, 11, 21)
@@ -26,6 +27,16 @@ def store(request: pytest.FixtureRequest) -> Iterator[UsageStore]:
         schema = request.getfixturevalue("pg_schema")
         with PostgresStore(dsn, schema=schema) as pg:
             yield pg
+
+
+@pytest.fixture
+def writer(store: UsageStore, request: pytest.FixtureRequest) -> Iterator[UsageStore]:
+    """Another handle on the same data (PostgreSQL: a second connection; memory: the store itself)."""
+    if isinstance(store, PostgresStore):
+        with PostgresStore(request.getfixturevalue("pg_dsn"), schema=store.schema) as other:
+            yield other
+    else:
+        yield store
 
 
 def test_is_a_usage_store(store: UsageStore) -> None:
@@ -81,8 +92,37 @@ def test_reload_replaces_the_day(store: UsageStore) -> None:
     assert store.daily_totals(D1, D1)[D1].requests == 12
     assert store.daily_totals(D2, D2)[D2].requests == 6
     assert [e.run_id for e in store.ledger(D1)] == ["run", "again"]
-    store.load_day(day_load(D1, run_id="same"))
-    assert store.hourly_rows(D1) == sorted(day_load(D1).hourly, key=lambda h: (h.hour, h.model))
+    store.load_day(day_load(D1, scale=3, run_id="same"))  # the same evidence: replaced
+    assert store.hourly_rows(D1) == sorted(day_load(D1, scale=3).hourly, key=lambda h: (h.hour, h.model))
+    assert [(e.run_id, e.forced) for e in store.ledger(D1)] == [
+        ("run", False),
+        ("again", False),
+        ("same", False),
+    ]
+
+
+def test_less_evidence_never_replaces_a_day(store: UsageStore) -> None:
+    full = day_load(D1, scale=3, files=3)
+    store.load_day(full)
+    with pytest.raises(
+        LessEvidenceError, match=r"holds 12 records from 3 files; this run found 6 records"
+    ) as err:
+        store.load_day(day_load(D1, run_id="purged", files=3))
+    assert 'force": true' in str(err.value)
+    with pytest.raises(LessEvidenceError, match=r"missing: c\.jsonl"):
+        store.load_day(day_load(D1, scale=3, run_id="unmounted", files=2))  # same records, fewer files
+    assert store.hourly_rows(D1) == sorted(full.hourly, key=lambda h: (h.hour, h.model))
+    assert store.quality(D1) == full.quality
+    assert [e.run_id for e in store.ledger(D1)] == ["run"]  # refused runs leave no ledger entry
+    # a file compressed after rotation is the same file
+    gz = day_load(D1, scale=3, run_id="rotated", files=3)
+    assert gz.ledger is not None
+    gz = replace(gz, ledger=replace(gz.ledger, sources={f"{k}.gz": v for k, v in gz.ledger.sources.items()}))
+    store.load_day(gz)
+    # forced: replaced, and the ledger says so
+    store.load_day(day_load(D1, run_id="forced", files=1), force=True)
+    assert store.daily_totals(D1, D1)[D1].requests == 6
+    assert [(e.run_id, e.forced) for e in store.ledger(D1)][-1] == ("forced", True)
 
 
 def test_failed_check_leaves_the_old_day(store: UsageStore) -> None:
@@ -115,3 +155,61 @@ def test_purge_quarantine_keeps_recent_days_and_aggregates(store: UsageStore) ->
     assert store.quarantine(D1) == [] and len(store.quarantine(D2)) == n2
     assert store.hourly_rows(D1) != []  # aggregates are kept
     assert store.purge_quarantine(D2) == 0
+
+
+def test_grouped_filters_on_key_columns(store: UsageStore) -> None:
+    load = day_load(D1)
+    failed = replace(load.hourly[2], status="error", http_status=429)  # model "mine", service "batch"
+    store.load_day(replace(load, hourly=[*load.hourly[:2], failed]))
+
+    def requests(keys: list[str], where: Where | None = None) -> dict[tuple[Any, ...], int]:
+        return {k: t.requests for k, t in fold(store.grouped(keys, D1, D1, where)).items()}
+
+    assert requests(["model"], {"service": "api"}) == {("gpt-4o-mini",): 3, ("qwen-plus",): 2}
+    assert requests(["status", "http_status"], {"model": ["qwen-plus", "mine"]}) == {
+        ("ok", 0): 2,
+        ("error", 429): 1,
+    }
+    assert requests(["day"], {"http_status": 429, "status": ("error", "timeout")}) == {(D1,): 1}
+    assert requests(["day"], {"feature": "", "tenant": ""}) == {(D1,): 1}
+    assert requests(["model"], {"status": "error", "model": "gpt-4o-mini"}) == {}
+    assert requests(["model"], {"model": []}) == {}
+    assert requests(["model"]) == {("gpt-4o-mini",): 3, ("qwen-plus",): 2, ("mine",): 1}
+    hours = {k[0] for k in fold(store.grouped(["hour"], D1, D1))}
+    assert hours == {h.hour for h in load.hourly}  # the stored local-hour instants
+    bad: list[Any] = [{"prompt": "x"}, {"http_status": "429"}, {"model": 3}, {"http_status": [True]}]
+    for where in bad:
+        with pytest.raises(ConfigError):
+            store.grouped(["model"], D1, D1, where)
+    with pytest.raises(ConfigError, match="cannot group by"):
+        store.grouped(["prompt"], D1, D1)
+
+
+def test_reconciliation_between(store: UsageStore) -> None:
+    first = day_load(D1)
+    counted = replace(first.reconciliation[0], completion_missing=1, uncertain=1, not_billed=0,
+                      prompt_reported=3, completion_reported=2)  # fmt: skip
+    store.load_day(replace(first, reconciliation=[counted, *first.reconciliation[1:]]))
+    store.load_day(day_load(D2, scale=2))
+    rows = store.reconciliation_between(D1 - timedelta(days=7), D2)
+    assert rows == store.reconciliation(D1) + store.reconciliation(D2)
+    assert [(r.day, r.model) for r in rows] == sorted((r.day, r.model) for r in rows)
+    assert counted in rows
+    assert store.reconciliation_between(D2 + timedelta(days=1), D2 + timedelta(days=9)) == []
+
+
+def test_snapshot_reads_one_state(store: UsageStore, writer: UsageStore) -> None:
+    store.load_day(day_load(D1))
+    with store.snapshot():
+        assert store.daily_totals(D1, D2)[D1].requests == 6
+        writer.load_day(day_load(D1, scale=3, run_id="again"))  # committed meanwhile
+        writer.load_day(day_load(D2))
+        assert store.daily_totals(D1, D2) == {D1: store.daily_totals(D1, D1)[D1]}
+        assert store.daily_totals(D1, D1)[D1].requests == 6
+        assert store.hourly_rows(D1) == sorted(day_load(D1).hourly, key=lambda h: (h.hour, h.model))
+        assert store.loaded_days(D1, D2) == [D1] and store.quality(D2) is None
+        assert store.reconciliation(D1)[0].records == 3
+        with store.snapshot():  # nested: the same state
+            assert store.daily_totals(D1, D1)[D1].requests == 6
+    assert store.daily_totals(D1, D1)[D1].requests == 12
+    assert store.loaded_days(D1, D2) == [D1, D2]

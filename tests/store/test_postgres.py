@@ -105,3 +105,37 @@ def test_dsn_from_env_forms() -> None:
     with pytest.raises(ConfigError):
         dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": "mysql://x/y"})
     assert schema_from_env({}) == "llmtally" and schema_from_env({"LLMTALLY_DB_SCHEMA": "usage"}) == "usage"
+
+
+def test_a_borrowed_connection_is_left_open_and_idle(pg_dsn: str, pg_schema: str) -> None:
+    from psycopg.pq import TransactionStatus
+    from psycopg.rows import dict_row
+
+    with PostgresStore(pg_dsn, schema=pg_schema) as owner:
+        owner.load_day(day_load(D1))
+    with psycopg.connect(pg_dsn, row_factory=dict_row) as conn:  # no autocommit, dict rows
+        with PostgresStore.from_connection(conn, schema=pg_schema) as store:
+            with store.snapshot():
+                assert store.daily_totals(D1, D1)[D1].requests == 6
+                assert store.quality(D1) == day_load(D1).quality
+            assert conn.info.transaction_status == TransactionStatus.IDLE
+            store.archive_report(D1, "en", "<html>en</html>", {"day": "2026-12-01"})
+        assert not conn.closed
+        with conn.transaction():  # the caller's transaction: the reads join it
+            conn.execute("SELECT 1")
+            inner = PostgresStore.from_connection(conn, schema=pg_schema)
+            with inner.snapshot():
+                assert inner.loaded_days(D1, D1) == [D1]
+            assert conn.info.transaction_status == TransactionStatus.INTRANS
+    with PostgresStore(pg_dsn, schema=pg_schema) as store:
+        assert store.archived_report(D1, "en") == ("<html>en</html>", {"day": "2026-12-01"})
+
+
+def test_a_snapshot_is_read_only(pg_dsn: str, pg_schema: str) -> None:
+    with PostgresStore(pg_dsn, schema=pg_schema) as store:
+        store.load_day(day_load(D1))
+        with store.snapshot():
+            with pytest.raises(StorageError, match="read-only"):
+                store.load_day(day_load(D1, scale=2))
+            assert store.daily_totals(D1, D1)[D1].requests == 6  # the snapshot is still usable
+        assert store.daily_totals(D1, D1)[D1].requests == 6

@@ -146,9 +146,7 @@ def compare(
     try:
         timezone = tz or load_config().timezone
         last = _day(day_, timezone)
-        rows = fetch_feature_usage(
-            _dsn(dsn), feature, models, last - timedelta(days=days - 1), last, timezone
-        )
+        rows = fetch_feature_usage(_dsn(dsn), feature, models, last - timedelta(days=days - 1), last)
         stats = {m: model_stats(rows, m).as_dict() for m in models}
         efficiency = tokenizer_efficiency(_read_texts(texts), models) if texts else {}
     except LlmtallyError as exc:

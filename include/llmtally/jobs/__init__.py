@@ -1,9 +1,9 @@
 """What Airflow's tasks call: the daily job's steps (:mod:`llmtally.jobs.daily`) and maintenance.
 
-Imported by tasks only (never at DAG parse time); :func:`report_day` is the one pure rule of which
-day a run reports.
+Imported by tasks only (never at DAG parse time).  The day rule lives in :mod:`llmtally._time`, below
+every layer, so the pipeline and the report never import this package.
 """
 
-from ._day import day_bounds, report_day
+from .._time import day_bounds, report_day
 
 __all__ = ["day_bounds", "report_day"]

@@ -1,25 +1,57 @@
-"""The run's staging folder: text-free hand-offs between tasks.
+"""The run's staging folder: text-free hand-offs between tasks, as plain data.
 
 Tasks of one run may land on different workers (the recount on the GPU worker), so hand-offs go
 through files under ``LLMTALLY_STAGING_DIR`` -- a volume mounted on every worker -- not through XCom.
 No file here holds prompt or completion text: record ids, counts, digests and aggregates only.
+
+Each hand-off is one ``<name>.json.gz``: gzip-compressed JSON written by :func:`llmtally._plain.to_plain`
+and read back by :func:`llmtally._plain.from_plain` against the type the reading task expects, so a
+file that does not fit is refused with :class:`~llmtally.InputError`.  Never pickle: whoever can write
+to the staging volume can hand a task bad data, but never code to run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
-import pickle
 import re
+import secrets
 import shutil
 import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from .._config import ENV_STAGING_DIR
+from .._exceptions import InputError
+from .._plain import from_plain, to_plain
+from ..pipeline.parse import ParseStats
+from ..pipeline.recount import RecountStatus
+from ..store._rows import QuarantineEntry
 
-__all__ = ["Staging"]
+__all__ = ["ParseIndex", "StagedRecounts", "Staging"]
+
+T = TypeVar("T")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ParseIndex:
+    """What ``parse`` stages: the run's files and record ids, the parse stats and the quarantine."""
+
+    files: Sequence[str]
+    ids: Sequence[str]
+    stats: ParseStats
+    quarantine: Sequence[QuarantineEntry] = ()
+
+
+StagedRecounts = dict[str, tuple[RecountStatus, int | None, int | None, str]]
+"""What ``recount`` stages: ``{record id: Recount.to_json()}`` (status, prompt, completion,
+fingerprint)."""
 
 
 class Staging:
@@ -39,19 +71,55 @@ class Staging:
         stage.path.mkdir(parents=True, exist_ok=True)
         return stage
 
+    def file(self, name: str) -> Path:
+        """Where hand-off ``name`` lives: ``<folder>/<name>.json.gz``."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"a staging name is letters, digits, '_' and '-', not {name!r}")
+        return self.path / f"{name}.json.gz"
+
     def write(self, name: str, obj: Any) -> Path:
-        """Pickle ``obj`` (gzip) atomically as ``name``."""
-        target = self.path / f"{name}.pkl.gz"
-        tmp = target.with_suffix(".tmp")
-        with gzip.open(tmp, "wb", compresslevel=3) as fh:
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, target)
+        """Write ``obj`` as plain JSON (gzip) under ``name``, atomically (a reader never sees half)."""
+        target = self.file(name)
+        body = json.dumps(to_plain(obj), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self.path.mkdir(parents=True, exist_ok=True)  # a task cleared after the folder was purged
+        tmp = target.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "xb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as fh:
+                fh.write(body)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         return target
 
-    def read(self, name: str) -> Any:
-        """What :meth:`write` stored as ``name``."""
-        with gzip.open(self.path / f"{name}.pkl.gz", "rb") as fh:
-            return pickle.load(fh)
+    @overload
+    def read(self, name: str, tp: type[T]) -> T: ...
+    @overload
+    def read(self, name: str, tp: object) -> Any: ...
+    def read(self, name: str, tp: Any) -> Any:
+        """What :meth:`write` stored as ``name``, rebuilt as a ``tp`` (``dict`` or ``Any`` for plain
+        JSON); :class:`InputError` when the file is missing, is not gzip JSON or does not fit ``tp``."""
+        path = self.file(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(
+                f"{path} is missing: this run's earlier tasks did not stage {name!r}, or the folder was "
+                "removed (by cleanup after success, or by llm_usage_maintenance); clear the run's tasks "
+                "from parse on, with downstream"
+            ) from None
+        try:
+            data = json.loads(gzip.decompress(raw).decode("utf-8"))
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(
+                f"{path} is not a gzip-compressed JSON staging file ({exc}); refusing it. Staging files "
+                "are plain data written by llmtally's own tasks: clear the run from parse on to rewrite it"
+            ) from None
+        try:
+            return from_plain(tp, data)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
 
     def remove(self) -> None:
         """Delete the run's folder (and the day folder when empty)."""

@@ -4,7 +4,8 @@ Each takes the run's plan (a small dict from :func:`plan`) and what its upstream
 its work, logs what it processed, and returns a small JSON-able summary for XCom.  Records and their
 text never travel through XCom: tasks re-read the day's files (fast), restricted to the record ids
 the ``parse`` task fixed (in the files ``collect`` found), and hand text-free results on through
-:class:`Staging`.
+:class:`Staging` as plain JSON files (never pickle): ``parse`` stages a :class:`ParseIndex`,
+``recount`` the counts per record id, ``reconcile`` the :class:`DayLoad` that ``load`` writes.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from datetime import date, datetime
 from typing import Any
 
 from .._config import ENV_DB_URL, ENV_LOG_DIRS, load_config
-from .._exceptions import ConfigError
-from ._day import report_day
-from ._staging import Staging
+from .._exceptions import ConfigError, LessEvidenceError
+from .._time import report_day, report_timezone
+from ._staging import ParseIndex, StagedRecounts, Staging
 
 __all__ = [
     "cleanup",
@@ -85,9 +86,9 @@ def plan(
     ``variable(key)`` reads an Airflow Variable (``llm_usage_log_dirs`` overrides
     ``LLMTALLY_LOG_DIRS``; ``llm_usage_report_recipients``); params override both.
     """
-    cfg = load_config()
+    tz = report_timezone()
     day = report_day(
-        cfg.timezone,
+        tz,
         day_param=params.get("day"),
         data_interval_start=data_interval_start,
         run_after=run_after,
@@ -99,11 +100,12 @@ def plan(
     stage = Staging.for_run(day.isoformat(), run_id)
     p: Plan = {
         "day": day.isoformat(),
-        "tz": cfg.timezone,
+        "tz": tz,
         "sources": sources,
         "recipients": recipients,
         "lang": params.get("lang"),
         "dry_run": bool(params.get("dry_run")),
+        "force": bool(params.get("force")),
         "run_id": run_id,
         "staging": str(stage.path),
     }
@@ -182,12 +184,9 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     stage = Staging(p["staging"])
     stage.write(
         "parse",
-        {
-            "files": list(files["files"]),
-            "ids": ids,
-            "stats": parser.stats,
-            "quarantine": list(parser.quarantine),
-        },
+        ParseIndex(
+            files=list(files["files"]), ids=ids, stats=parser.stats, quarantine=list(parser.quarantine)
+        ),
     )
     stats = asdict(parser.stats)
     log.info(
@@ -209,7 +208,7 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     from ..tokens import load_engine
 
     stage = Staging(p["staging"])
-    index = stage.read("parse")
+    index = stage.read("parse", ParseIndex)
     t0 = time.perf_counter()
     engines: dict[str, Any] = {}
 
@@ -221,7 +220,7 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     unknown: set[str] = set()
     n_records = 0
-    for chunk in _chunks(_records(p, index["files"], set(index["ids"])), RECOUNT_CHUNK):
+    for chunk in _chunks(_records(p, index.files, set(index.ids)), RECOUNT_CHUNK):
         n_records += len(chunk)
         counts.update(recount_records(chunk, counter_for_model))
         unknown.update(r.model or "" for r in chunk if counts[r.id].status == "unknown_model")
@@ -249,18 +248,18 @@ def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
     from ..pricing import load_prices
 
     stage = Staging(p["staging"])
-    index = stage.read("parse")
+    index = stage.read("parse", ParseIndex)
     t0 = time.perf_counter()
-    records = _records(p, index["files"], set(index["ids"]))
-    recounts = {rid: Recount.from_json(v) for rid, v in stage.read("recount").items()}
+    records = _records(p, index.files, set(index.ids))
+    recounts = {rid: Recount.from_json(v) for rid, v in stage.read("recount", StagedRecounts).items()}
     load_ = reconcile_records(
         records,
         recounts,
         day=_day(p),
         tz=p["tz"],
         prices=load_prices(load_config()),
-        stats=index["stats"],
-        quarantine=index["quarantine"],
+        stats=index.stats,
+        quarantine=index.quarantine,
         run_id=p["run_id"],
         details={"recount": dict(counted)},
     )
@@ -320,15 +319,22 @@ def _render_and_send(day: date, *, lang: str | None, recipients: list[str], tz: 
 
 def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
     """Replace the day in PostgreSQL in one transaction; quality checks fail the task loudly."""
-    from ..store import open_store
+    from ..store import DayLoad, open_store
 
-    day_load = Staging(p["staging"]).read("dayload")
+    day_load = Staging(p["staging"]).read("dayload", DayLoad)
     if p["dry_run"]:
         log.info("dry run: not loading %s (%d hourly rows)", p["day"], len(day_load.hourly))
         return {"loaded": False, "dry_run": True}
     t0 = time.perf_counter()
     with open_store(usage_dsn()) as store:
-        store.load_day(day_load)
+        try:
+            store.load_day(day_load, force=bool(p.get("force")))
+        except LessEvidenceError as exc:
+            # Retrying cannot bring purged files back: fail now, saying why and how to force.
+            log.error("load: %s", exc)
+            _fail_without_retry(str(exc))
+    if p.get("force"):
+        log.warning("load: %s replaced with force=true (the evidence check was skipped)", p["day"])
     log.info(
         "load: %s replaced with %d hourly rows in %.2f s",
         p["day"],
@@ -336,6 +342,14 @@ def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
         time.perf_counter() - t0,
     )
     return {"loaded": True, "hourly_rows": len(day_load.hourly)}
+
+
+def _fail_without_retry(message: str) -> None:
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # outside Airflow: the library error itself
+        raise LessEvidenceError(message) from None
+    raise AirflowFailException(message)
 
 
 def report(p: Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
@@ -353,7 +367,7 @@ def resend(context: Mapping[str, Any]) -> dict[str, Any]:
     from ..report import parse_recipients
 
     params = context["params"]
-    tz = load_config().timezone
+    tz = report_timezone()
     day = report_day(
         tz, day_param=params.get("day"), run_after=getattr(context["dag_run"], "run_after", None)
     )
@@ -364,5 +378,11 @@ def resend(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cleanup(p: Plan) -> None:
-    """Remove the run's staging folder."""
+    """Remove the run's staging folder once the whole run succeeded.
+
+    The DAG runs this task only when every upstream task succeeded: a failed run keeps its folder,
+    so clearing the failed task (in the UI or the REST API) re-runs it on the same hand-offs.  The
+    folders of runs that failed for good (or were killed) are removed by ``llm_usage_maintenance``
+    (:func:`llmtally.jobs.maintenance.purge_staging`) once older than ``[retention] staging_hours``.
+    """
     Staging(p["staging"]).remove()

@@ -104,7 +104,8 @@ def purge_quarantine(dsn: str, days: int, *, today: date | None = None) -> int:
 
 
 def purge_staging(hours: int, root: str | None = None, *, now: float | None = None) -> int:
-    """Remove staging folders of runs older than ``hours`` (left behind by killed runs)."""
+    """Remove staging folders of runs older than ``hours`` (left behind by failed or killed runs:
+    ``cleanup`` removes a run's folder only when the run succeeded)."""
     base = Path(root or os.environ.get(ENV_STAGING_DIR) or Path(tempfile.gettempdir()) / "llmtally-staging")
     cutoff = (now if now is not None else time.time()) - hours * 3600
     removed = 0

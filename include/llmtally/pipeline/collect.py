@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .._config import DEFAULT_TIMEZONE, ENV_LOG_DIRS
 from .._exceptions import ConfigError
-from ..jobs._day import day_bounds
+from .._time import day_bounds
 
 __all__ = ["Collected", "LogFile", "collect", "is_log_file", "resolve_sources"]
 

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from .._config import DEFAULT_TIMEZONE
 from .._record import normalize_usage, prompt_digest
-from ..jobs._day import day_bounds
+from .._time import day_bounds
 from ..store._rows import QuarantineEntry
 from .record import UsageRecord
 
@@ -269,6 +269,7 @@ class DayParser:
             status=obj.get("status"),
             finish_reason=obj.get("finish_reason"),
             error=obj.get("error"),
+            http_status=_int_or_none(obj.get("http_status"), "http_status"),
         )
 
     def _legacy(self, line: str, source: str, lineno: int, path: Path) -> UsageRecord:

@@ -1,23 +1,27 @@
 """Reported vs estimated vs recounted: billed numbers per record, and the day's aggregates.
 
-Billed numbers, per prompt and completion separately: the server's reported usage when present,
-else the exact recount, else the service's own estimate (always the case for legacy lines, whose
-numbers are both estimate and billed), else 0 (counted as ``billed_missing`` in the quality row).
-Everything is summed in integers and exact decimals, one pass over the records.
+What each record bills is the billing rule of :mod:`llmtally.pipeline.billing` (by outcome:
+reported, else exact recount, else the service's estimate; failed calls bill nothing).  Records
+are bucketed by their *local* hour (:func:`llmtally._time.local_hour`) and the day, outcome and
+HTTP status, so every reader cuts days by the ``day`` column.  Everything is summed in integers
+and exact decimals, one pass over the records.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._config import DEFAULT_TIMEZONE
-from ..pricing import Cost, PriceBook
+from .._time import local_hour, zone
+from ..pricing import PriceBook
 from ..store._rows import (
+    KEY_COLUMNS,
+    SOURCES,
+    SUM_COLUMNS,
     DayLoad,
     DayQuality,
     HourlyRow,
@@ -27,6 +31,7 @@ from ..store._rows import (
     ReconciliationRow,
     TopRequest,
 )
+from .billing import Billed, billed
 from .parse import ParseStats
 from .record import UsageRecord
 from .recount import Recount
@@ -35,112 +40,114 @@ __all__ = ["Billed", "billed", "reconcile"]
 
 _NONE = Recount("not_recountable")
 _CENT12 = Decimal("1e-12")  # the store keeps money as numeric(30, 12)
-# requests, prompt, completion, cached, reasoning, recounted p/c, estimated p/c, unpriced
-_SUMS = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Billed:
-    """A record's billed numbers, where each came from, and its cost (``None``: no known price)."""
+class _Sums(NamedTuple):
+    """One record's contribution to its ``usage_hourly`` row, by column name (checked below)."""
 
+    requests: int
     prompt_tokens: int
     completion_tokens: int
-    prompt_source: str
-    completion_source: str
-    cost: Cost | None = None
+    cached_tokens: int
+    reasoning_tokens: int
+    recounted_prompt_tokens: int
+    recounted_completion_tokens: int
+    estimated_prompt_tokens: int
+    estimated_completion_tokens: int
+    unpriced_requests: int
+    uncertain_requests: int
 
 
-def _pick(reported: int | None, recounted: int | None, estimated: int | None) -> tuple[int, str]:
-    if reported is not None:
-        return reported, "reported"
-    if recounted is not None:
-        return recounted, "recount"
-    if estimated is not None:
-        return estimated, "estimate"
-    return 0, "missing"
+if _Sums._fields != SUM_COLUMNS:
+    raise AssertionError("reconcile's _Sums must list store._rows.SUM_COLUMNS in order")
+_RECON_COUNTS = ("records", "reported", "recounted", "drift_records", "prompt_drift_tokens",
+                 "prompt_drift_abs_tokens", "completion_drift_tokens", "completion_drift_abs_tokens",
+                 "estimated", "not_recountable", "unknown_model", "recount_errors",
+                 *(f"prompt_{s}" for s in SOURCES[:4]), *(f"completion_{s}" for s in SOURCES[:4]),
+                 "not_billed", "uncertain")  # fmt: skip
+_R = {name: i for i, name in enumerate(_RECON_COUNTS)}
 
 
-def billed(rec: UsageRecord, rc: Recount | None = None, prices: PriceBook | None = None) -> Billed:
-    """Billed numbers of one record given its recount (see the module docstring)."""
-    rc = rc or _NONE
-    p, ps = _pick(rec.reported_prompt_tokens, rc.prompt_tokens, rec.estimated_prompt_tokens)
-    c, cs = _pick(rec.reported_completion_tokens, rc.completion_tokens, rec.estimated_completion_tokens)
-    cost = prices.cost(rec.model, rec.ts, p, c, rec.cached_tokens, rec.reasoning_tokens) if prices else None
-    return Billed(p, c, ps, cs, cost)
+class _Hours:
+    """``local_hour`` memoised per UTC quarter-hour (exact for zones whose offsets are multiples of
+    15 minutes, i.e. every zone in use today; other offsets are computed per record)."""
+
+    __slots__ = ("_memo", "tz")
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+        self._memo: dict[datetime, datetime] = {}
+
+    def __call__(self, ts: datetime) -> datetime:
+        q = ts.replace(minute=ts.minute - ts.minute % 15, second=0, microsecond=0)
+        hit = self._memo.get(q)
+        if hit is None:
+            offset = q.astimezone(zone(self.tz)).utcoffset() or timedelta(0)
+            if offset % timedelta(minutes=15):
+                return local_hour(ts, self.tz)
+            hit = self._memo[q] = local_hour(q, self.tz)
+        return hit
 
 
 class _Recon:
     __slots__ = ("ape", "counts", "pe")
 
     def __init__(self) -> None:
-        # records reported recounted drift p_drift p_abs c_drift c_abs estimated not_rc unknown errors
-        self.counts = [0] * 12
+        self.counts = [0] * len(_RECON_COUNTS)
         self.ape = 0.0
         self.pe = 0.0
 
     def add(self, rec: UsageRecord, rc: Recount, b: Billed) -> bool:
         n = self.counts
-        n[0] += 1
+        n[_R["records"]] += 1
         rp, rcp = rec.reported_prompt_tokens, rec.reported_completion_tokens
-        n[1] += rp is not None or rcp is not None
-        n[9] += rc.status == "not_recountable"
-        n[10] += rc.status == "unknown_model"
-        n[11] += rc.status == "error"
+        n[_R["reported"]] += rp is not None or rcp is not None
+        if rc.status != "ok":
+            n[_R[{"error": "recount_errors"}.get(rc.status, rc.status)]] += 1
+        n[_R[f"prompt_{b.prompt_source}" if b.prompt_source != "not_billed" else "not_billed"]] += 1
+        if b.completion_source != "not_billed":
+            n[_R[f"completion_{b.completion_source}"]] += 1
+        n[_R["uncertain"]] += b.uncertain
         drift = False
         if rc.status == "ok":
-            n[2] += 1
+            n[_R["recounted"]] += 1
             if rp is not None and rc.prompt_tokens is not None:
                 d = rp - rc.prompt_tokens
-                n[4] += d
-                n[5] += abs(d)
+                n[_R["prompt_drift_tokens"]] += d
+                n[_R["prompt_drift_abs_tokens"]] += abs(d)
                 drift = drift or d != 0
             if rcp is not None and rc.completion_tokens is not None:
                 d = rcp - rc.completion_tokens
-                n[6] += d
-                n[7] += abs(d)
+                n[_R["completion_drift_tokens"]] += d
+                n[_R["completion_drift_abs_tokens"]] += abs(d)
                 drift = drift or d != 0
-        n[3] += drift
+        n[_R["drift_records"]] += drift
         ep, ec = rec.estimated_prompt_tokens, rec.estimated_completion_tokens
         truth = b.prompt_tokens + b.completion_tokens
         graded = b.prompt_source in ("reported", "recount") and b.completion_source in ("reported", "recount")
         if ep is not None and ec is not None and graded and truth > 0:
-            n[8] += 1
+            n[_R["estimated"]] += 1
             err = (ep + ec - truth) / truth
             self.ape += abs(err)
             self.pe += err
         return drift
 
     def row(self, day: date, key: tuple[str, str, str]) -> ReconciliationRow:
-        n = self.counts
+        values: dict[str, Any] = dict(zip(_RECON_COUNTS, self.counts, strict=True))
+        model, service, fingerprint = key
         return ReconciliationRow(
-            day, *key, records=n[0], reported=n[1], recounted=n[2], drift_records=n[3],
-            prompt_drift_tokens=n[4], prompt_drift_abs_tokens=n[5], completion_drift_tokens=n[6],
-            completion_drift_abs_tokens=n[7], estimated=n[8], estimate_ape_sum=self.ape,
-            estimate_pe_sum=self.pe, not_recountable=n[9], unknown_model=n[10], recount_errors=n[11],
+            day=day, model=model, service=service, fingerprint=fingerprint, **values,
+            estimate_ape_sum=self.ape, estimate_pe_sum=self.pe,
         )  # fmt: skip
 
 
-def _hourly_row(day: date, k: tuple[Any, ...], v: list[int], cost: tuple[Decimal, str] | None) -> HourlyRow:
+def _hourly_row(
+    day: date, key: tuple[Any, ...], sums: list[int], cost: tuple[Decimal, str] | None
+) -> HourlyRow:
+    values: dict[str, Any] = dict(zip(KEY_COLUMNS, (day, *key), strict=True))
+    values.update(zip(SUM_COLUMNS, sums, strict=True))
     return HourlyRow(
-        day=day,
-        hour=k[0],
-        model=k[1],
-        feature=k[2],
-        user_id=k[3],
-        tenant=k[4],
-        service=k[5],
-        requests=v[0],
-        prompt_tokens=v[1],
-        completion_tokens=v[2],
-        cached_tokens=v[3],
-        reasoning_tokens=v[4],
-        recounted_prompt_tokens=v[5],
-        recounted_completion_tokens=v[6],
-        estimated_prompt_tokens=v[7],
-        estimated_completion_tokens=v[8],
-        cost=cost[0].quantize(_CENT12) if cost else None,
-        currency=cost[1] if cost else None,
-        unpriced_requests=v[9],
+        **values, cost=cost[0].quantize(_CENT12) if cost else None, currency=cost[1] if cost else None
     )
 
 
@@ -197,25 +204,38 @@ def reconcile(
     hourly: dict[tuple[Any, ...], list[int]] = {}
     costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
     recon: dict[tuple[str, str, str], _Recon] = {}
-    sources = {"reported": 0, "recount": 0, "estimate": 0, "missing": 0}
     cands: list[_Cand] = []
     digests: dict[tuple[str, str], list[Any]] = {}
+    sources: dict[str, int] = {}
     totals = [0, 0, 0]  # records, prompt, completion
-    q = {"legacy": 0, "recounted": 0, "not_recountable": 0, "unknown_model": 0, "error": 0, "drift": 0}
+    q = {"legacy": 0, "drift": 0, "error": 0, "timeout": 0, "abandoned": 0}
+    hour_of = _Hours(tz)
+    width = len(SUM_COLUMNS)
     for rec in records:
         rc = recounts.get(rec.id, _NONE)
         b = billed(rec, rc, prices)
         model, service = rec.model or "", rec.service or ""
-        key = (rec.ts.replace(minute=0, second=0, microsecond=0), model, rec.feature, rec.user_id,
-               rec.tenant, service)  # fmt: skip
+        key = (hour_of(rec.ts), model, rec.feature, rec.user_id, rec.tenant, service, b.outcome,
+               rec.http_status or 0)  # fmt: skip  # KEY_COLUMNS after "day"
         acc = hourly.get(key)
         if acc is None:
-            acc = hourly[key] = [0] * _SUMS
-        vals = (1, b.prompt_tokens, b.completion_tokens, rec.cached_tokens, rec.reasoning_tokens,
-                rc.prompt_tokens or 0, rc.completion_tokens or 0, rec.estimated_prompt_tokens or 0,
-                rec.estimated_completion_tokens or 0, b.cost is None)  # fmt: skip
-        for i, v in enumerate(vals):
-            acc[i] += v
+            acc = hourly[key] = [0] * width
+        billable = b.prompt_tokens + b.completion_tokens
+        sums = _Sums(
+            requests=1,
+            prompt_tokens=b.prompt_tokens,
+            completion_tokens=b.completion_tokens,
+            cached_tokens=rec.cached_tokens,
+            reasoning_tokens=rec.reasoning_tokens,
+            recounted_prompt_tokens=rc.prompt_tokens or 0,
+            recounted_completion_tokens=rc.completion_tokens or 0,
+            estimated_prompt_tokens=rec.estimated_prompt_tokens or 0,
+            estimated_completion_tokens=rec.estimated_completion_tokens or 0,
+            unpriced_requests=int(b.cost is None and billable > 0),
+            uncertain_requests=int(b.uncertain),
+        )
+        for i, n in enumerate(sums):
+            acc[i] += n
         if b.cost is not None:
             prev = costs.get(key)
             costs[key] = (b.cost.amount + (prev[0] if prev else 0), b.cost.currency)
@@ -225,45 +245,50 @@ def reconcile(
             group = recon[rkey] = _Recon()
         q["drift"] += group.add(rec, rc, b)
         q["legacy"] += rec.legacy
-        q["recounted" if rc.status == "ok" else rc.status] += 1
-        sources[b.prompt_source] += 1
+        if b.outcome in q:
+            q[b.outcome] += 1
+        sources[rec.source] = sources.get(rec.source, 0) + 1
         totals[0] += 1
         totals[1] += b.prompt_tokens
         totals[2] += b.completion_tokens
-        cands.append((b.prompt_tokens + b.completion_tokens, rec.id, rec, b))
+        cands.append((billable, rec.id, rec, b))
         if rec.prompt_sha256:
             dg = digests.get((rec.prompt_sha256, rec.feature))
             if dg is None:
-                digests[(rec.prompt_sha256, rec.feature)] = [1, cands[-1][0], rec.ts, rec.ts]
+                digests[(rec.prompt_sha256, rec.feature)] = [1, billable, rec.ts, rec.ts]
             else:
                 dg[0] += 1
-                dg[1] += cands[-1][0]
+                dg[1] += billable
                 dg[2], dg[3] = min(dg[2], rec.ts), max(dg[3], rec.ts)
         if len(cands) > 4 * top_n + 1024:
             _top(cands, top_n)
     hourly_rows = [_hourly_row(day, k, v, costs.get(k)) for k, v in sorted(hourly.items())]
     top = [_top_request(day, rank, rec, b) for rank, (_, _, rec, b) in enumerate(_top(cands, top_n), start=1)]
+    recon_rows = [g.row(day, k) for k, g in sorted(recon.items())]
     st = stats or ParseStats(records=totals[0])
+    counts = {name: sum(getattr(r, name) for r in recon_rows) for name in _RECON_COUNTS}
     quality = DayQuality(
         day, records=st.records, prompt_tokens=totals[1], completion_tokens=totals[2], files=st.files,
         bytes=st.bytes, lines=st.lines, out_of_day=st.out_of_day, duplicates=st.duplicates,
         partial_lines=st.partial_lines, blank_lines=st.blank_lines, quarantined=st.quarantined,
-        legacy_records=q["legacy"], recounted=q["recounted"], not_recountable=q["not_recountable"],
-        unknown_model=q["unknown_model"], recount_errors=q["error"], drift_records=q["drift"],
-        billed_reported=sources["reported"], billed_recount=sources["recount"],
-        billed_estimate=sources["estimate"], billed_missing=sources["missing"],
-        unpriced_records=sum(v[9] for v in hourly.values()),
+        legacy_records=q["legacy"], recounted=counts["recounted"], not_recountable=counts["not_recountable"],
+        unknown_model=counts["unknown_model"], recount_errors=counts["recount_errors"],
+        drift_records=q["drift"], unpriced_records=sum(r.unpriced_requests for r in hourly_rows),
+        **{k: counts[k] for k in _RECON_COUNTS if k.startswith(("prompt_", "completion_"))
+           and not k.endswith("_tokens")},
+        not_billed=counts["not_billed"], uncertain=counts["uncertain"], status_error=q["error"],
+        status_timeout=q["timeout"], status_abandoned=q["abandoned"],
     )  # fmt: skip
     ledger = LedgerEntry(
         run_id or f"manual__{uuid.uuid4().hex[:12]}", day, files=st.files, bytes=st.bytes,
         records=totals[0], quarantined=st.quarantined, partial_lines=st.partial_lines,
-        duplicates=st.duplicates, recounted=q["recounted"], durations=dict(durations or {}),
-        details=dict(details or {}),
+        duplicates=st.duplicates, recounted=counts["recounted"], durations=dict(durations or {}),
+        details=dict(details or {}), sources=dict(sorted(sources.items())),
     )  # fmt: skip
     return DayLoad(
         day,
         hourly_rows,
-        [g.row(day, k) for k, g in sorted(recon.items())],
+        recon_rows,
         top,
         quality,
         list(quarantine),

@@ -51,6 +51,7 @@ class UsageRecord:
     finish_reason: str | None = None
     error: str | None = None
     legacy: bool = False
+    http_status: int | None = None
 
     def _usage(self, key: str) -> int | None:
         return self.usage.get(key) if self.usage else None

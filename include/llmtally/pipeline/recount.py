@@ -7,9 +7,11 @@ it.  What is counted:
 
 * prompt: a chat (``messages`` with ``tools``, ``tool_choice``, ``template_kwargs``) as the server
   renders and bills it; a plain ``prompt`` with the special tokens a completions endpoint adds;
-* completion: the generated text, plus the stop token an open-model engine (vLLM, SGLang, TGI,
-  transformers) generates and bills when a request ends normally (``finish_reason`` other than
-  ``length``), as the counter's ``counts_stop_token`` says (OpenAI-accounted counters bill none).
+* completion: the generated (or, for an abandoned or timed-out stream, delivered) text, plus the
+  stop token an open-model engine (vLLM, SGLang, TGI, transformers) generates and bills when a
+  stop was generated (:func:`llmtally.pipeline.billing.stop_generated`: status ok and
+  ``finish_reason`` ``stop`` or none; never after ``length``, an abort, an error or a timeout), as
+  the counter's ``counts_stop_token`` says (OpenAI-accounted counters bill none).
   Completions with separate ``reasoning`` or with ``tool_calls`` are not recounted (the generated
   text cannot be rebuilt exactly); their prompt is.
 
@@ -28,6 +30,7 @@ from typing import Any, Literal
 
 from .._exceptions import InputError, TemplateError, UnknownModelError
 from ..tokens._base import BatchItem, TokenCounter
+from .billing import stop_generated
 from .record import UsageRecord
 
 __all__ = ["Recount", "RecountStatus", "recount"]
@@ -120,7 +123,7 @@ def _count_model(counter: TokenCounter, records: list[UsageRecord], batch_size: 
                 except _ITEM_ERRORS:
                     failed = True
             c = completion.get(i)
-            if c is not None and rec.finish_reason != "length":
+            if c is not None and stop_generated(rec):
                 c += stop
             if failed:
                 out[rec.id] = Recount("error", None, None, fp)

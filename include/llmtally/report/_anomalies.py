@@ -11,6 +11,10 @@ Kinds (thresholds in :class:`Thresholds`, configurable under ``[report.anomalies
 ``user_jump``       a user's day far above their usual daily consumption (history mean).
 ``prompt_burst``    one prompt digest sent many times in the day.
 ``prompt_growth``   a feature whose prompt tokens per request jump above their usual daily median.
+``failed_calls``    a service whose failed share (error + timeout requests over all its requests)
+                    jumps above its median share of the last ``outcome_baseline_days`` days.
+``rate_limited``    a service whose HTTP 429 responses jump above their daily median over the same
+                    days: a spike of 429s is news (quota, a retry storm, a provider incident).
 
 Days before the first day with any data do not count as history (a new system raises nothing).
 """
@@ -53,6 +57,12 @@ class Thresholds:
     prompt_growth_factor: float = 2.0
     prompt_growth_min_requests: int = 20
     prompt_baseline_days: int = 14
+    outcome_baseline_days: int = 7
+    failed_share_factor: float = 2.0
+    failed_share_min_pct: float = 5.0
+    failed_min_requests: int = 20
+    status_429_factor: float = 3.0
+    status_429_min: int = 20
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]) -> Thresholds:
@@ -98,7 +108,7 @@ def _fmt(n: float) -> str:
 def _hour_spikes(data: ReportData, th: Thresholds, first: date) -> list[Anomaly]:
     tokens: dict[tuple[date, int], int] = defaultdict(int)
     for h in data.hourly:
-        tokens[(h.hour.date(), h.hour.hour)] += h.total_tokens
+        tokens[(h.local_day, h.hour.hour)] += h.total_tokens
     weekend = data.day.weekday() >= 5
     if th.weekday_mode == "same_weekday":
         days = [data.day - timedelta(days=7 * w) for w in range(1, th.baseline_weeks + 1)]
@@ -237,6 +247,60 @@ def _prompt_growth(data: ReportData, th: Thresholds) -> list[Anomaly]:
     return out
 
 
+def _service_days(data: ReportData) -> dict[tuple[str, date], list[int]]:
+    """``(service, day) -> [requests, failed (error + timeout), HTTP 429]``."""
+    per: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for o in data.outcomes:
+        slot = per[(o.service, o.day)]
+        slot[0] += o.requests
+        slot[1] += o.requests if o.status in ("error", "timeout") else 0
+        slot[2] += o.requests if o.http_status == 429 else 0
+    return per
+
+
+def _failures(data: ReportData, th: Thresholds, first: date) -> list[Anomaly]:
+    per = _service_days(data)
+    days = [data.day - timedelta(days=i) for i in range(1, th.outcome_baseline_days + 1)]
+    days = [d for d in days if d >= first]
+    out = []
+    for (service, d), (reqs, failed, limited) in sorted(per.items()):
+        if d != data.day or not reqs:
+            continue
+        seen = [per[(service, h)] for h in days if per.get((service, h), [0])[0] > 0]
+        if len(seen) < th.min_samples:
+            continue
+        name = service or "-"
+        share, usual = 100.0 * failed / reqs, statistics.median(100.0 * v[1] / v[0] for v in seen)
+        if (
+            failed >= th.failed_min_requests
+            and share >= th.failed_share_factor * usual
+            and share - usual >= th.failed_share_min_pct
+        ):
+            ratio = share / max(usual, 1.0)
+            out.append(
+                Anomaly(
+                    "failed_calls", d.isoformat(), name, round(share, 2), round(usual, 2), round(ratio, 2),
+                    f"{share:.1f}% of the service's {reqs:,} requests failed (error or timeout, {failed:,}) "
+                    f"vs a median of {usual:.1f}% over {len(seen)} days",
+                    f"该服务 {reqs:,} 次请求中 {share:.1f}% 失败（错误或超时，{failed:,} 次），"
+                    f"过去 {len(seen)} 天中位数为 {usual:.1f}%",
+                )
+            )  # fmt: skip
+        usual_429 = statistics.median(v[2] for v in seen)
+        if limited >= th.status_429_factor * usual_429 and limited - usual_429 >= th.status_429_min:
+            ratio = limited / max(usual_429, 1.0)
+            out.append(
+                Anomaly(
+                    "rate_limited", d.isoformat(), name, limited, usual_429, round(ratio, 2),
+                    f"{limited:,} requests were rejected with HTTP 429 (rate limited) vs a daily median of "
+                    f"{_fmt(usual_429)} over {len(seen)} days",
+                    f"{limited:,} 次请求被 HTTP 429 拒绝（限流），"
+                    f"过去 {len(seen)} 天日中位数为 {_fmt(usual_429)}",
+                )
+            )  # fmt: skip
+    return out
+
+
 def detect_anomalies(data: ReportData, thresholds: Thresholds) -> list[Anomaly]:
     """All anomalies of ``data.day``, most significant kind first, each with its reason."""
     first = min((r.day for r in data.daily), default=data.day)
@@ -246,4 +310,5 @@ def detect_anomalies(data: ReportData, thresholds: Thresholds) -> list[Anomaly]:
         *_user_jumps(data, thresholds, first),
         *_bursts(data, thresholds),
         *_prompt_growth(data, thresholds),
+        *_failures(data, thresholds, first),
     ]

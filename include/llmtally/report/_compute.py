@@ -12,9 +12,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ..store._rows import OUTCOMES, SOURCES
 from ._anomalies import Thresholds, detect_anomalies
 from ._compare import detect_model_changes
-from ._data import DailyUsage, ReportData
+from ._data import DailyUsage, OutcomeUsage, ReportData
 
 __all__ = ["SCHEMA_VERSION", "change_pct", "money", "summarize"]
 
@@ -93,14 +94,23 @@ def _group(
 def _reconciliation(
     rows: Sequence[Mapping[str, Any]], earlier: Iterable[tuple[str, str, date, str]] = ()
 ) -> dict[str, Any]:
-    keys = ("records", "recounted", "unknown_model", "not_recountable", "drift_records")
+    keys = ("records", "recounted", "unknown_model", "not_recountable", "drift_records",
+            "completion_missing", "uncertain", "not_billed")  # fmt: skip
     out: dict[str, Any] = dict.fromkeys(keys, 0)
     per_service: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     drift: list[dict[str, Any]] = []
     unknown: set[str] = set()
+    sources = dict.fromkeys((f"{side}_{src}" for side in ("prompt", "completion") for src in SOURCES[:4]), 0)
+    gaps: dict[tuple[str, str], list[int]] = {}
     for r in rows:
         for k in keys:
             out[k] += int(r.get(k) or 0)
+        for name in sources:
+            sources[name] += int(r.get(name) or 0)
+        gap = gaps.setdefault((str(r.get("model", "")), str(r.get("service", ""))), [0, 0, 0])
+        gap[0] += int(r.get("records") or 0)
+        gap[1] += int(r.get("completion_missing") or 0)
+        gap[2] += int(r.get("uncertain") or 0)
         est = int(r.get("estimated") or 0)
         if est:
             acc = per_service[str(r.get("service", ""))]
@@ -126,7 +136,48 @@ def _reconciliation(
     out["unknown_models"] = sorted(unknown)
     out["drift"] = drift
     out["tokenizer_changes"] = _tokenizer_changes(rows, earlier)
+    out["sources"] = sources
+    out["billing_gaps"] = [
+        {"model": m, "service": svc, "records": n, "completion_missing": missing, "uncertain": uncertain}
+        for (m, svc), (n, missing, uncertain) in sorted(
+            gaps.items(), key=lambda kv: (-kv[1][1] - kv[1][2], kv[0])
+        )
+        if missing or uncertain
+    ]
     return out
+
+
+def _outcome_counts(rows: Iterable[OutcomeUsage]) -> dict[str, Any]:
+    status = dict.fromkeys(OUTCOMES, 0)
+    http: dict[int, int] = defaultdict(int)
+    uncertain = 0
+    for o in rows:
+        status[o.status if o.status in status else "other"] += o.requests
+        if o.http_status >= 400:
+            http[o.http_status] += o.requests
+        uncertain += o.uncertain_requests
+    requests = sum(status.values())
+    failed = status["error"] + status["timeout"]
+    return {
+        "requests": requests,
+        "status": status,
+        "failed_requests": failed,
+        "failed_share": round(failed / requests, 4) if requests else 0.0,
+        "uncertain_requests": uncertain,
+        "http_errors": {str(code): http[code] for code in sorted(http)},
+    }
+
+
+def _outcomes(data: ReportData) -> dict[str, Any]:
+    """How the day's calls ended: requests by outcome and HTTP error status, overall and per
+    (service, model), most failed requests first."""
+    today = [o for o in data.outcomes if o.day == data.day]
+    groups: dict[tuple[str, str], list[OutcomeUsage]] = defaultdict(list)
+    for o in today:
+        groups[(o.service, o.model)].append(o)
+    per = [{"service": svc, "model": m, **_outcome_counts(g)} for (svc, m), g in groups.items()]
+    per.sort(key=lambda e: (-e["failed_requests"], -e["requests"], e["service"], e["model"]))
+    return {**_outcome_counts(today), "by_service": per}
 
 
 def _tokenizer_changes(
@@ -180,10 +231,10 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
     }
     hours: dict[int, list[int]] = {h: [0, 0, 0] for h in range(24)}
     for h in data.hourly:
-        if h.hour.date() == day:
+        if h.local_day == day:
             hours[h.hour.hour][0] += h.requests
             hours[h.hour.hour][1] += h.total_tokens
-        elif h.hour.date() == day - timedelta(days=7):
+        elif h.local_day == day - timedelta(days=7):
             hours[h.hour.hour][2] += h.total_tokens
     trend_start = day - timedelta(days=27)
     return {
@@ -228,6 +279,7 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
             for t in sorted(data.top_requests, key=lambda t: (-t.total_tokens, t.rank))[:top_n]
         ],
         "reconciliation": _reconciliation(data.reconciliation, data.earlier_fingerprints),
+        "outcomes": _outcomes(data),
         "model_changes": detect_model_changes(data.daily, day),
         "anomalies": [a.as_dict() for a in detect_anomalies(data, thresholds or Thresholds())],
     }

@@ -1,33 +1,44 @@
-"""Read what a daily report needs from the aggregates in PostgreSQL, never from raw logs.
+"""Read what a daily report needs through the store's query layer, never from raw logs.
 
-Everything is read in one ``REPEATABLE READ READ ONLY`` transaction, so a report is consistent even
-while the pipeline reloads a day.  Days are cut in the report's time zone from the UTC ``hour``
-buckets of ``usage_hourly`` (``hour AT TIME ZONE tz``), so the report does not depend on the zone
-the pipeline loaded with.  ``''`` in a dimension means "not given".
+Every read goes through a :class:`~llmtally.store.UsageStore` (``grouped``,
+``reconciliation_between``, ``top_requests``, ``prompt_digests``) inside one
+:meth:`~llmtally.store.UsageStore.snapshot`, so a report is consistent even while the pipeline
+reloads a day (PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction).  Days are the rows'
+``day`` column, the local day the pipeline bucketed them in; hours are the stored local-hour starts
+shown in the report's time zone.  ``''`` in a dimension means "not given".  There is no SQL here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._exceptions import StorageError
-from ..jobs._day import day_bounds
+from .._exceptions import ConfigError, StorageError
+from .._time import zone
+from ..store import SUM_COLUMNS, PromptDigestRow, ReconciliationRow, TopRequest, UsageStore, fold
+from ..store._base import GroupedRow
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import psycopg
+
+    StoreSource: TypeAlias = UsageStore | str | psycopg.Connection[Any]
+    """What the report reads from: a store, a DSN, or a psycopg connection the caller owns."""
 
 __all__ = [
     "DailyUsage",
-    "DigestCount",
     "HourUsage",
+    "OutcomeUsage",
     "ReportData",
-    "TopRequestRow",
     "UserDay",
-    "connect",
     "fetch_feature_usage",
     "fetch_report_data",
+    "report_store",
 ]
 
 
@@ -56,11 +67,17 @@ class DailyUsage:
 
 @dataclass(frozen=True, slots=True)
 class HourUsage:
-    """Usage of one local hour (``hour`` is naive local time)."""
+    """Usage of one local hour: ``hour`` is naive local time, ``day`` the rows' day column."""
 
     hour: datetime
     requests: int
     total_tokens: int
+    day: date | None = None
+
+    @property
+    def local_day(self) -> date:
+        """The day the hour belongs to (its rows' ``day``; the hour's date when not given)."""
+        return self.day if self.day is not None else self.hour.date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,38 +93,21 @@ class UserDay:
 
 
 @dataclass(frozen=True, slots=True)
-class TopRequestRow:
-    """One of the day's largest requests: digest, tags and counts, never text."""
+class OutcomeUsage:
+    """Requests of one local day for one (service, model) by how the calls ended.
 
-    rank: int
-    ts: datetime
-    model: str
+    ``status`` is the outcome (ok | error | timeout | abandoned | other), ``http_status`` the HTTP
+    status (0: not known); ``uncertain_requests`` were billed from the recount of a timeout.
+    """
+
+    day: date
     service: str
-    feature: str
-    user_id: str
-    prompt_sha256: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost: Decimal | None
-    currency: str | None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def total_tokens(self) -> int:
-        """Billed prompt + completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class DigestCount:
-    """How often one prompt digest was sent on the day, and when it peaked."""
-
-    prompt_sha256: str
-    feature: str
+    model: str
+    status: str
+    http_status: int
     requests: int
     total_tokens: int
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
+    uncertain_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,13 @@ class ReportData:
     daily: tuple[DailyUsage, ...]
     hourly: tuple[HourUsage, ...]
     users: tuple[UserDay, ...]
-    top_requests: tuple[TopRequestRow, ...]
-    digests: tuple[DigestCount, ...]
+    top_requests: tuple[TopRequest, ...]
+    digests: tuple[PromptDigestRow, ...]
     reconciliation: tuple[Mapping[str, Any], ...]
     earlier_fingerprints: tuple[tuple[str, str, date, str], ...] = ()
     """``(model, service, day, fingerprint)`` of recounts in the week before ``day``."""
+    outcomes: tuple[OutcomeUsage, ...] = ()
+    """Requests by outcome and HTTP status per (day, service, model) over the history window."""
 
 
 def _schema() -> str:
@@ -134,158 +136,143 @@ def _schema() -> str:
 
 
 @contextmanager
-def connect(conn_or_dsn: Any) -> Iterator[Any]:
-    """Yield a psycopg connection: the one given (left open), or a new one for a DSN (closed after)."""
+def report_store(source: StoreSource) -> Iterator[UsageStore]:
+    """The store to read: ``source`` itself; a :class:`~llmtally.store.PostgresStore` over a psycopg
+    connection the caller owns (left open); or one opened for a DSN (closed after).  The schema of
+    the last two is ``LLMTALLY_DB_SCHEMA`` (default ``llmtally``); nothing is migrated."""
+    if isinstance(source, UsageStore):
+        yield source
+        return
     import psycopg
 
-    if isinstance(conn_or_dsn, str):
-        try:
-            conn = psycopg.connect(conn_or_dsn)
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to the aggregate database: {exc}") from exc
-        try:
-            yield conn
-        finally:
-            conn.close()
+    from ..store import PostgresStore
+
+    if isinstance(source, str):
+        with PostgresStore(source, schema=_schema(), migrate=False) as store:
+            yield store
+    elif isinstance(source, psycopg.Connection):
+        with PostgresStore.from_connection(source, schema=_schema()) as borrowed:
+            yield borrowed
     else:
-        yield conn_or_dsn
+        raise ConfigError(
+            f"cannot read a report from a {type(source).__name__}: give a UsageStore, a psycopg "
+            "connection or a PostgreSQL DSN"
+        )
 
 
-_DAILY = """
-SELECT (hour AT TIME ZONE %(tz)s)::date AS day, feature, model, service, currency,
-       SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),
-       SUM(reasoning_tokens), SUM(cost), SUM(unpriced_requests)
-FROM {s}.usage_hourly WHERE hour >= %(lo)s AND hour < %(hi)s
-GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-"""
-_HOURLY = """
-SELECT date_trunc('hour', hour AT TIME ZONE %(tz)s) AS h, SUM(requests),
-       SUM(prompt_tokens + completion_tokens)
-FROM {s}.usage_hourly WHERE hour >= %(lo)s AND hour < %(hi)s GROUP BY 1 ORDER BY 1
-"""
-_USERS = """
-SELECT (hour AT TIME ZONE %(tz)s)::date AS day, user_id, currency, SUM(requests),
-       SUM(prompt_tokens + completion_tokens), SUM(cost)
-FROM {s}.usage_hourly WHERE hour >= %(ulo)s AND hour < %(hi)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-"""
-_TOP = """
-SELECT rank, ts, model, service, feature, user_id, prompt_sha256, prompt_tokens, completion_tokens,
-       cost, currency, tags
-FROM {s}.top_requests WHERE day = %(day)s ORDER BY rank
-"""
-_DIGESTS = """
-SELECT prompt_sha256, feature, SUM(requests), SUM(total_tokens), MIN(first_ts), MAX(last_ts)
-FROM {s}.prompt_digests WHERE day = %(day)s GROUP BY 1, 2
-"""
-_RECON = "SELECT * FROM {s}.reconciliation WHERE day = %(day)s ORDER BY model, service, fingerprint"
-_EARLIER_FPS = """
-SELECT DISTINCT model, service, day, fingerprint FROM {s}.reconciliation
-WHERE day < %(day)s AND day >= %(day)s - 7 AND recounted > 0 AND fingerprint <> ''
-ORDER BY model, service, day, fingerprint
-"""
+def _sums(values: Sequence[int]) -> dict[str, int]:
+    return {c: int(v or 0) for c, v in zip(SUM_COLUMNS, values, strict=True)}
 
 
-def _daily(r: tuple[Any, ...]) -> DailyUsage:
-    return DailyUsage(
-        day=r[0],
-        feature=r[1],
-        model=r[2],
-        service=r[3],
-        currency=r[4],
-        requests=int(r[5] or 0),
-        prompt_tokens=int(r[6] or 0),
-        completion_tokens=int(r[7] or 0),
-        cached_tokens=int(r[8] or 0),
-        reasoning_tokens=int(r[9] or 0),
-        cost=r[10],
-        unpriced_requests=int(r[11] or 0),
+def _daily(rows: Iterable[GroupedRow]) -> list[DailyUsage]:
+    out = []
+    for (day, feature, model, service), currency, values, cost in rows:
+        s = _sums(values)
+        out.append(
+            DailyUsage(
+                day=day, feature=feature, model=model, service=service, currency=currency,
+                requests=s["requests"], prompt_tokens=s["prompt_tokens"],
+                completion_tokens=s["completion_tokens"], cached_tokens=s["cached_tokens"],
+                reasoning_tokens=s["reasoning_tokens"], cost=cost, unpriced_requests=s["unpriced_requests"],
+            )
+        )  # fmt: skip
+    return sorted(out, key=lambda r: (r.day, r.feature, r.model, r.service, r.currency or ""))
+
+
+def _hours(store: UsageStore, start: date, end: date, tz: str) -> tuple[HourUsage, ...]:
+    z = zone(tz)
+    acc: dict[tuple[date, datetime], list[int]] = {}
+    for (day, hour), totals in fold(store.grouped(["day", "hour"], start, end)).items():
+        local = hour.astimezone(z).replace(tzinfo=None, fold=0)  # a DST repeated hour: one row
+        slot = acc.setdefault((day, local), [0, 0])
+        slot[0] += totals.requests
+        slot[1] += totals.total_tokens
+    return tuple(HourUsage(h, r, t, d) for (d, h), (r, t) in sorted(acc.items()))
+
+
+def _users(store: UsageStore, start: date, end: date) -> tuple[UserDay, ...]:
+    out = []
+    for (day, user), currency, values, cost in store.grouped(["day", "user_id"], start, end):
+        s = _sums(values)
+        out.append(
+            UserDay(day, user, currency, s["requests"], s["prompt_tokens"] + s["completion_tokens"], cost)
+        )
+    return tuple(sorted(out, key=lambda u: (u.day, u.user_id, u.currency or "")))
+
+
+def _outcomes(store: UsageStore, start: date, end: date) -> tuple[OutcomeUsage, ...]:
+    keys = ["day", "service", "model", "status", "http_status"]
+    return tuple(
+        OutcomeUsage(day, service, model, status, int(http), t.requests, t.total_tokens, t.uncertain_requests)
+        for (day, service, model, status, http), t in sorted(fold(store.grouped(keys, start, end)).items())
     )
 
 
-def _top(r: tuple[Any, ...]) -> TopRequestRow:
-    return TopRequestRow(
-        rank=int(r[0]),
-        ts=r[1],
-        model=r[2],
-        service=r[3],
-        feature=r[4],
-        user_id=r[5],
-        prompt_sha256=r[6],
-        prompt_tokens=int(r[7]),
-        completion_tokens=int(r[8]),
-        cost=r[9],
-        currency=r[10],
-        tags={str(k): str(v) for k, v in dict(r[11] or {}).items()},
+def _recon(r: ReconciliationRow) -> dict[str, Any]:
+    return {**asdict(r), "estimate_mape_pct": r.estimate_mape_pct, "estimate_bias_pct": r.estimate_bias_pct}
+
+
+def _read(store: UsageStore, day: date, tz: str, start: date, users_from: date) -> ReportData:
+    week = store.reconciliation_between(day - timedelta(days=7), day - timedelta(days=1))
+    earlier = sorted(
+        {(r.model, r.service, r.day, r.fingerprint) for r in week if r.recounted and r.fingerprint}
+    )
+    return ReportData(
+        day=day,
+        timezone=tz,
+        start=start,
+        daily=tuple(_daily(store.grouped(["day", "feature", "model", "service"], start, day))),
+        hourly=_hours(store, start, day, tz),
+        users=_users(store, users_from, day),
+        top_requests=tuple(store.top_requests(day)),
+        digests=tuple(store.prompt_digests(day)),
+        reconciliation=tuple(_recon(r) for r in store.reconciliation(day)),
+        earlier_fingerprints=tuple(earlier),
+        outcomes=_outcomes(store, start, day),
+    )
+
+
+def _context(store: UsageStore, what: str, exc: StorageError) -> StorageError:
+    schema = getattr(store, "schema", None)
+    where = f" from schema {schema!r}" if schema else ""
+    return StorageError(
+        f"cannot read {what}{where}: {exc}; has the pipeline's migration run (llmtally db migrate)?"
     )
 
 
 def fetch_report_data(
-    conn_or_dsn: Any, day: date, timezone: str, *, history_days: int = 35, user_days: int = 15
+    source: StoreSource,
+    day: date,
+    timezone: str,
+    *,
+    history_days: int = 35,
+    user_days: int = 15,
 ) -> ReportData:
-    """Read the aggregates for the report of ``day`` and the ``history_days`` before it."""
-    import psycopg
-    from psycopg import sql
-
+    """Read the aggregates for the report of ``day`` and the ``history_days`` before it, in one
+    snapshot of ``source`` (a store, a DSN or a psycopg connection: see :func:`report_store`)."""
+    zone(timezone)
     start = day - timedelta(days=history_days)
-    lo, _ = day_bounds(start, timezone)
-    ulo, _ = day_bounds(day - timedelta(days=user_days), timezone)
-    _, hi = day_bounds(day, timezone)
-    params = {"tz": timezone, "lo": lo, "hi": hi, "ulo": ulo, "day": day}
-    schema = _schema()
-
-    def q(cur: Any, text: str) -> list[tuple[Any, ...]]:
-        cur.execute(sql.SQL(text).format(s=sql.Identifier(schema)), params)
-        return list(cur.fetchall())
-
-    with connect(conn_or_dsn) as conn:
+    with report_store(source) as store:
         try:
-            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            with conn.transaction(), conn.cursor() as cur:
-                if idle:  # a consistent snapshot (not possible inside the caller's transaction)
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                daily = tuple(_daily(r) for r in q(cur, _DAILY))
-                hourly = tuple(HourUsage(r[0], int(r[1]), int(r[2])) for r in q(cur, _HOURLY))
-                users = tuple(UserDay(r[0], r[1], r[2], int(r[3]), int(r[4]), r[5]) for r in q(cur, _USERS))
-                top = tuple(_top(r) for r in q(cur, _TOP))
-                digests = tuple(
-                    DigestCount(r[0], r[1], int(r[2]), int(r[3] or 0), r[4], r[5]) for r in q(cur, _DIGESTS)
-                )
-                cur.execute(sql.SQL(_RECON).format(s=sql.Identifier(schema)), params)
-                names = [d.name for d in cur.description or ()]
-                recon = tuple(dict(zip(names, row, strict=True)) for row in cur.fetchall())
-                earlier = tuple((r[0], r[1], r[2], r[3]) for r in q(cur, _EARLIER_FPS))
-        except psycopg.Error as exc:
-            raise StorageError(
-                f"cannot read the aggregates for {day} from schema {schema!r}: {exc}; "
-                "has the pipeline's migration run (llmtally.store)?"
-            ) from exc
-    return ReportData(day, timezone, start, daily, hourly, users, top, digests, recon, earlier)
-
-
-_FEATURE = """
-SELECT (hour AT TIME ZONE %(tz)s)::date AS day, feature, model, service, currency,
-       SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),
-       SUM(reasoning_tokens), SUM(cost), SUM(unpriced_requests)
-FROM {s}.usage_hourly
-WHERE hour >= %(lo)s AND hour < %(hi)s AND feature = %(feature)s AND model = ANY(%(models)s)
-GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-"""
+            with store.snapshot():
+                return _read(store, day, timezone, start, day - timedelta(days=user_days))
+        except StorageError as exc:
+            raise _context(store, f"the aggregates for {day}", exc) from exc
 
 
 def fetch_feature_usage(
-    conn_or_dsn: Any, feature: str, models: Sequence[str], first: date, last: date, timezone: str
+    source: StoreSource, feature: str, models: Sequence[str], first: date, last: date
 ) -> list[DailyUsage]:
     """Daily usage of ``feature`` on ``models`` from local day ``first`` to ``last`` inclusive."""
-    import psycopg
-    from psycopg import sql
-
-    lo, _ = day_bounds(first, timezone)
-    _, hi = day_bounds(last, timezone)
-    params = {"tz": timezone, "lo": lo, "hi": hi, "feature": feature, "models": list(models)}
-    with connect(conn_or_dsn) as conn:
+    with report_store(source) as store:
         try:
-            with conn.cursor() as cur:
-                cur.execute(sql.SQL(_FEATURE).format(s=sql.Identifier(_schema())), params)
-                return [_daily(r) for r in cur.fetchall()]
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot read the usage of feature {feature!r}: {exc}") from exc
+            with store.snapshot():
+                rows = store.grouped(
+                    ["day", "feature", "model", "service"],
+                    first,
+                    last,
+                    {"feature": feature, "model": list(models)},
+                )
+        except StorageError as exc:
+            raise _context(store, f"the usage of feature {feature!r}", exc) from exc
+    return _daily(rows)

@@ -1,7 +1,9 @@
 """Render a report: JSON summary, charts and the Jinja2 HTML email (autoescaped, inline CSS, no scripts).
 
-Templates live in ``include/templates/`` (``report.html.j2``).  The email version references the
-charts as ``cid:`` inline images; the file version embeds them as ``data:`` URIs so it opens alone.
+The template ships inside the package (``llmtally/report/templates/report.html.j2``, package data)
+and is loaded with Jinja2's ``PackageLoader``, so a wheel renders reports as an editable install
+does.  The email version references the charts as ``cid:`` inline images; the file version embeds
+them as ``data:`` URIs so it opens alone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from ._anomalies import Thresholds
@@ -23,10 +24,10 @@ from ._compute import money, summarize
 from ._data import ReportData
 from ._i18n import Formatter, messages
 
-__all__ = ["TEMPLATE_DIR", "Report", "build_report", "render_html"]
+__all__ = ["TEMPLATE_NAME", "Report", "build_report", "render_html"]
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
-"""``include/templates``: the report's Jinja2 templates."""
+TEMPLATE_NAME = "report.html.j2"
+"""The report's Jinja2 template, in the package folder ``llmtally/report/templates/``."""
 
 CHART_IDS = {"hourly": "llmtally-hourly", "trend": "llmtally-trend", "cost": "llmtally-cost"}
 """Content-IDs of the inline chart images in the email."""
@@ -53,13 +54,18 @@ class Report:
 
 
 @cache
-def _env(template_dir: str) -> Any:
+def _env() -> Any:
     import jinja2
 
-    if not Path(template_dir, "report.html.j2").is_file():
-        raise FileNotFoundError(f"report templates missing in {template_dir} (expected include/templates/)")
+    try:
+        loader = jinja2.PackageLoader("llmtally.report", "templates")
+    except ValueError as exc:  # the folder is missing: an install built without its package data
+        raise FileNotFoundError(
+            f"report template {TEMPLATE_NAME} missing from the installed package "
+            "(llmtally/report/templates/); reinstall llmtally from a complete wheel or checkout"
+        ) from exc
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dir),
+        loader=loader,
         autoescape=True,  # tag values and names are user-controlled text
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -70,7 +76,7 @@ def _env(template_dir: str) -> Any:
 def render_html(summary: Mapping[str, Any], lang: str, images: Mapping[str, str]) -> str:
     """The report HTML; ``images`` maps chart names to ``src`` values (``cid:…`` or ``data:…``)."""
     fmt = Formatter(lang, summary["timezone"])
-    template = _env(str(TEMPLATE_DIR)).get_template("report.html.j2")
+    template = _env().get_template(TEMPLATE_NAME)
     return str(template.render(s=summary, m=messages(lang), f=fmt, img=images, lang=lang))
 
 

@@ -13,15 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._config import ENV_REPORT_DIR, ENV_REPORT_LANG, Config, load_config
-from .._exceptions import ConfigError, StorageError
+from .._exceptions import ConfigError
 from ._anomalies import Thresholds
-from ._data import _schema, fetch_report_data
+from ._data import fetch_report_data, report_store
 from ._i18n import LANGS
 from ._render import Report, build_report
 from ._send import Notifier, SmtpNotifier, send_report
+
+if TYPE_CHECKING:
+    from ._data import StoreSource
 
 __all__ = [
     "ReportResult",
@@ -76,19 +79,29 @@ class ReportResult:
 
 
 def make_report(
-    conn_or_dsn: Any,
+    source: StoreSource,
     day: date,
     *,
     lang: str | None = None,
     timezone: str | None = None,
     settings: ReportSettings | None = None,
 ) -> Report:
-    """Read the aggregates of ``day`` (and its history) and render the report."""
+    """Read the aggregates of ``day`` (and its history) from ``source`` and render the report.
+
+    ``source`` is a :class:`~llmtally.store.UsageStore`, a PostgreSQL DSN, or a psycopg connection
+    the caller owns (see :func:`~llmtally.report._data.report_store`).
+    """
     cfg = settings or ReportSettings.from_config()
     tz = timezone or load_config().timezone
     th = cfg.thresholds
-    history = max(35, 7 * th.baseline_weeks + 1, th.user_baseline_days + 1, th.prompt_baseline_days + 1)
-    data = fetch_report_data(conn_or_dsn, day, tz, history_days=history, user_days=th.user_baseline_days + 1)
+    history = max(
+        35,
+        7 * th.baseline_weeks + 1,
+        th.user_baseline_days + 1,
+        th.prompt_baseline_days + 1,
+        th.outcome_baseline_days + 1,
+    )
+    data = fetch_report_data(source, day, tz, history_days=history, user_days=th.user_baseline_days + 1)
     return build_report(data, lang=lang or cfg.lang, top_n=cfg.top_n, thresholds=th)
 
 
@@ -105,35 +118,15 @@ def write_report(report: Report, report_dir: str | os.PathLike[str]) -> tuple[Pa
     return paths
 
 
-def archive_report(conn_or_dsn: Any, report: Report) -> None:
-    """Store the report in ``report_archive(day, lang, html, json)``, replacing that day and language.
-
-    With a DSN the store's own :meth:`PostgresStore.archive_report` does it; with an open psycopg
-    connection the same upsert runs on that connection.
-    """
-    if isinstance(conn_or_dsn, str):
-        from ..store import PostgresStore
-
-        with PostgresStore(conn_or_dsn, schema=_schema(), migrate=False) as store:
-            store.archive_report(report.day, report.lang, report.html_file, report.summary)
-        return
-    import psycopg
-    from psycopg import sql
-    from psycopg.types.json import Jsonb
-
-    query = sql.SQL(
-        "INSERT INTO {}.report_archive (day, lang, html, json) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (day, lang) DO UPDATE SET html = EXCLUDED.html, json = EXCLUDED.json, created_at = now()"
-    ).format(sql.Identifier(_schema()))
-    try:
-        with conn_or_dsn.transaction(), conn_or_dsn.cursor() as cur:
-            cur.execute(query, (report.day, report.lang, report.html_file, Jsonb(report.summary)))
-    except psycopg.Error as exc:
-        raise StorageError(f"cannot archive the report of {report.day}: {exc}") from exc
+def archive_report(source: StoreSource, report: Report) -> None:
+    """Store the report in ``report_archive(day, lang, html, json)``, replacing that day and language,
+    through the store's :meth:`~llmtally.store.UsageStore.archive_report`."""
+    with report_store(source) as store:
+        store.archive_report(report.day, report.lang, report.html_file, report.summary)
 
 
 def run_daily_report(
-    conn_or_dsn: Any,
+    source: StoreSource,
     day: date,
     *,
     lang: str | None = None,
@@ -145,23 +138,25 @@ def run_daily_report(
     sender: str | None = None,
     settings: ReportSettings | None = None,
 ) -> ReportResult:
-    """Render the report of ``day`` from PostgreSQL, write it, archive it, and email it.
+    """Render the report of ``day`` from the aggregates, write it, archive it, and email it.
 
-    ``conn_or_dsn`` is a psycopg connection or a DSN.  Files go to ``report_dir`` (else
-    ``LLMTALLY_REPORT_DIR`` / ``[report] dir``; none: no files).  Email is sent when ``recipients``
+    ``source`` is a store, a DSN or a psycopg connection the caller owns (left open; one store
+    serves the read and the archive).  Files go to ``report_dir`` (else ``LLMTALLY_REPORT_DIR`` /
+    ``[report] dir``; none: no files).  Email is sent when ``recipients``
     are given, through ``notifier`` (in Airflow: :class:`AirflowSmtpNotifier`; default: smtplib to
     ``LLMTALLY_SMTP_URL``, a :class:`ConfigError` when unset).  Raises :class:`DeliveryError` when
     sending failed after retries: files and archive are written first, so a retry only re-sends.
     """
     cfg = settings or ReportSettings.from_config()
-    report = make_report(conn_or_dsn, day, lang=lang, timezone=timezone, settings=cfg)
-    target = report_dir or cfg.report_dir
-    html_path = json_path = None
-    if target:
-        html_path, json_path = write_report(report, target)
-        log.info("report of %s written to %s", day, html_path)
-    if archive:
-        archive_report(conn_or_dsn, report)
+    with report_store(source) as store:
+        report = make_report(store, day, lang=lang, timezone=timezone, settings=cfg)
+        target = report_dir or cfg.report_dir
+        html_path = json_path = None
+        if target:
+            html_path, json_path = write_report(report, target)
+            log.info("report of %s written to %s", day, html_path)
+        if archive:
+            archive_report(store, report)
     sent: tuple[str, ...] = ()
     if recipients:
         send_report(report, recipients, notifier or SmtpNotifier.from_url(), sender=sender)

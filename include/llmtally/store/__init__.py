@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import SUM_COLUMNS, StoreQueries, UsageStore, fold
+from ._base import FILTER_COLUMNS, SUM_COLUMNS, StoreQueries, UsageStore, Where, fold
 from ._dsn import DEFAULT_SCHEMA, conninfo, dsn_from_env, schema_from_env
 from ._memory import MemoryStore
 from ._migrations import MIGRATIONS
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SCHEMA",
     "DIMENSIONS",
+    "FILTER_COLUMNS",
     "MIGRATIONS",
     "SUM_COLUMNS",
     "DayLoad",
@@ -48,6 +49,7 @@ __all__ = [
     "TopRequest",
     "Totals",
     "UsageStore",
+    "Where",
     "conninfo",
     "dsn_from_env",
     "fold",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
-from .._exceptions import ConfigError, DataQualityError
+from .._exceptions import ConfigError, DataQualityError, LessEvidenceError
 from ._rows import (
     DIMENSIONS,
+    KEY_COLUMNS,
+    SUM_COLUMNS,
     DayLoad,
     DayQuality,
     HourlyRow,
@@ -22,25 +25,30 @@ from ._rows import (
     Totals,
 )
 
-__all__ = ["SUM_COLUMNS", "GroupedRow", "StoreQueries", "UsageStore", "check_totals", "fold", "totals_of"]
-
-SUM_COLUMNS = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "recounted_prompt_tokens",
-    "recounted_completion_tokens",
-    "estimated_prompt_tokens",
-    "estimated_completion_tokens",
-    "unpriced_requests",
-)
-"""The additive integer columns of ``usage_hourly``, in :class:`Totals` order."""
+__all__ = [
+    "FILTER_COLUMNS",
+    "SUM_COLUMNS",
+    "GroupedRow",
+    "StoreQueries",
+    "UsageStore",
+    "Where",
+    "check_evidence",
+    "check_keys",
+    "check_totals",
+    "filters",
+    "fold",
+    "totals_of",
+]
 
 K = TypeVar("K", bound=Hashable)
 GroupedRow = tuple[tuple[Any, ...], str | None, Sequence[int], Decimal | None]
 """``(key values, currency, sums in SUM_COLUMNS order, cost sum)`` as a backend's grouping returns."""
+
+FILTER_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("day", "hour"))
+"""The key columns :meth:`UsageStore.grouped` can filter on (days and hours are its range)."""
+
+Where = Mapping[str, str | int | Sequence[str] | Sequence[int]]
+"""``{column: value or values}``: rows whose ``column`` is the value (or one of the values)."""
 
 
 @runtime_checkable
@@ -51,10 +59,13 @@ class UsageStore(Protocol):
         """Apply pending schema migrations; returns the names applied now."""
         ...
 
-    def load_day(self, load: DayLoad) -> None:
+    def load_day(self, load: DayLoad, *, force: bool = False) -> None:
         """Replace ``load.day`` with ``load`` atomically, check it, or leave the old day untouched.
 
-        Raises :class:`DataQualityError` when the checks fail, :class:`StorageError` on driver errors.
+        A day is never replaced by less evidence: when the day already holds more records, or
+        records from more files, than ``load`` brings, :class:`LessEvidenceError` is raised and the
+        day is kept, unless ``force`` (see :func:`check_evidence`).  Raises
+        :class:`DataQualityError` when the checks fail, :class:`StorageError` on driver errors.
         """
         ...
 
@@ -70,8 +81,11 @@ class UsageStore(Protocol):
         """The ``usage_hourly`` rows of a day, sorted by hour then dimensions."""
         ...
 
-    def grouped(self, keys: Sequence[str], start: date, end: date) -> list[GroupedRow]:
-        """``usage_hourly`` of days ``[start, end]`` summed by ``keys`` (columns) and currency."""
+    def grouped(
+        self, keys: Sequence[str], start: date, end: date, where: Where | None = None
+    ) -> list[GroupedRow]:
+        """``usage_hourly`` of days ``[start, end]`` (by the ``day`` column) summed by ``keys``
+        (:data:`KEY_COLUMNS`) and currency, over the rows matching ``where`` (:func:`filters`)."""
         ...
 
     def daily_totals(self, start: date, end: date) -> dict[date, Totals]:
@@ -79,7 +93,7 @@ class UsageStore(Protocol):
         ...
 
     def hourly_series(self, start: date, end: date) -> dict[datetime, Totals]:
-        """Totals per UTC hour of the days ``[start, end]``."""
+        """Totals per local hour (its start, an aware instant) of the days ``[start, end]``."""
         ...
 
     def totals_by(
@@ -94,6 +108,15 @@ class UsageStore(Protocol):
 
     def reconciliation(self, day: date) -> list[ReconciliationRow]:
         """Reconciliation rows of a day."""
+        ...
+
+    def reconciliation_between(self, start: date, end: date) -> list[ReconciliationRow]:
+        """Reconciliation rows of the days ``[start, end]``, by day, model, service, fingerprint."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """``with store.snapshot():`` every read inside sees the same committed state of every day
+        (a day reloaded meanwhile shows as it was when the block began).  No writes inside."""
         ...
 
     def quality(self, day: date) -> DayQuality | None:
@@ -157,20 +180,8 @@ def fold(rows: Iterable[tuple[K, str | None, Sequence[int], Decimal | None]]) ->
 
 def totals_of(sums: Sequence[int], cost: Mapping[str, Decimal] | None = None) -> Totals:
     """A :class:`Totals` from sums in :data:`SUM_COLUMNS` order and a cost per currency."""
-    v = [int(x) for x in sums]
-    return Totals(
-        requests=v[0],
-        prompt_tokens=v[1],
-        completion_tokens=v[2],
-        cached_tokens=v[3],
-        reasoning_tokens=v[4],
-        recounted_prompt_tokens=v[5],
-        recounted_completion_tokens=v[6],
-        estimated_prompt_tokens=v[7],
-        estimated_completion_tokens=v[8],
-        cost=dict(sorted((cost or {}).items())),
-        unpriced_requests=v[9],
-    )
+    values = {name: int(v) for name, v in zip(SUM_COLUMNS, sums, strict=True)}
+    return Totals(**values, cost=dict(sorted((cost or {}).items())))
 
 
 def check_totals(quality: DayQuality, hourly: Totals, recon_records: int, negatives: int) -> list[str]:
@@ -194,6 +205,40 @@ def check_totals(quality: DayQuality, hourly: Totals, recon_records: int, negati
     return problems
 
 
+def _stem(source: str) -> str:
+    name = source.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def check_evidence(
+    day: date, held: DayQuality | None, held_sources: Mapping[str, int], load: DayLoad, *, force: bool
+) -> None:
+    """Refuse to replace ``day`` (holding ``held``, loaded from ``held_sources``) with less evidence.
+
+    Less evidence: fewer records, or records from fewer files (a file and its ``.gz`` are one
+    file).  That is what a re-run finds once retention purged the raw logs or a volume is not
+    mounted; replacing the day would wipe good aggregates.  ``force`` replaces it anyway.
+    """
+    if held is None or force:
+        return
+    new_sources = load.ledger.sources if load.ledger is not None else {}
+    old_files = {_stem(f) for f, n in held_sources.items() if n > 0}
+    new_files = {_stem(f) for f, n in new_sources.items() if n > 0}
+    fewer_files = bool(held_sources) and len(new_files) < len(old_files)
+    if load.quality.records >= held.records and not fewer_files:
+        return
+    missing = sorted(old_files - new_files)
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    raise LessEvidenceError(
+        f"day {day} already holds {held.records} records from {len(old_files) or held.files} files; this run "
+        f"found {load.quality.records} records in {len(new_files)} files"
+        + (f" (missing: {shown})" if missing else "")
+        + ". The day was kept: its raw logs were probably purged by retention, or a log volume is not "
+        "mounted. Restore the files and re-run, or replace the day anyway by re-running with the "
+        'param {"force": true} (llmtally: load_day(..., force=True)).'
+    )
+
+
 def raise_problems(day: date, problems: list[str]) -> None:
     """Raise :class:`DataQualityError` listing ``problems`` (no-op when empty)."""
     if problems:
@@ -203,18 +248,35 @@ def raise_problems(day: date, problems: list[str]) -> None:
 
 
 class StoreQueries:
-    """The report's queries, written once over :meth:`UsageStore.grouped`."""
+    """The queries every backend shares, written once over :meth:`UsageStore.grouped` and
+    :meth:`UsageStore.reconciliation_between`; a backend implements those two (and may override
+    :meth:`snapshot`, a no-op here)."""
 
-    def grouped(self, keys: Sequence[str], start: date, end: date) -> list[GroupedRow]:
+    def grouped(
+        self, keys: Sequence[str], start: date, end: date, where: Where | None = None
+    ) -> list[GroupedRow]:
         """Implemented by each backend."""
         raise NotImplementedError
+
+    def reconciliation_between(self, start: date, end: date) -> list[ReconciliationRow]:
+        """Implemented by each backend."""
+        raise NotImplementedError
+
+    def reconciliation(self, day: date) -> list[ReconciliationRow]:
+        """Reconciliation rows of a day, by model, service, fingerprint."""
+        return self.reconciliation_between(day, day)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the store (a backend without concurrent writers: no-op)."""
+        yield
 
     def daily_totals(self, start: date, end: date) -> dict[date, Totals]:
         """Totals per day in ``[start, end]`` (days without data are absent)."""
         return {k[0]: v for k, v in fold(self.grouped(["day"], start, end)).items()}
 
     def hourly_series(self, start: date, end: date) -> dict[datetime, Totals]:
-        """Totals per UTC hour of the days ``[start, end]``."""
+        """Totals per local hour (its start, an aware instant) of the days ``[start, end]``."""
         return {k[0]: v for k, v in fold(self.grouped(["hour"], start, end)).items()}
 
     def totals_by(
@@ -238,3 +300,28 @@ class StoreQueries:
 def _dimension(name: str) -> None:
     if name not in DIMENSIONS:
         raise ConfigError(f"unknown dimension {name!r}; use one of {', '.join(DIMENSIONS)}")
+
+
+def check_keys(keys: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` unless every key is a column of :data:`KEY_COLUMNS`."""
+    bad = [k for k in keys if k not in KEY_COLUMNS]
+    if bad:
+        raise ConfigError(f"cannot group by {', '.join(map(repr, bad))}; use {', '.join(KEY_COLUMNS)}")
+
+
+def filters(where: Where | None) -> dict[str, tuple[str | int, ...]]:
+    """``where`` checked and normalised to ``{column: allowed values}``.
+
+    Columns are :data:`FILTER_COLUMNS`; a value is one ``str`` (``int`` for ``http_status``) or a
+    sequence of them (empty: nothing matches).  Anything else raises :class:`ConfigError`.
+    """
+    out: dict[str, tuple[str | int, ...]] = {}
+    for column, value in (where or {}).items():
+        if column not in FILTER_COLUMNS:
+            raise ConfigError(f"cannot filter on {column!r}; use one of {', '.join(FILTER_COLUMNS)}")
+        values: tuple[str | int, ...] = (value,) if isinstance(value, str | int) else tuple(value)
+        kind = int if column == "http_status" else str
+        if any(isinstance(v, bool) or not isinstance(v, kind) for v in values):
+            raise ConfigError(f"filter {column} takes {kind.__name__} values, not {value!r}")
+        out[column] = values
+    return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -13,8 +14,20 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._exceptions import StorageError
-from ._base import SUM_COLUMNS, GroupedRow, StoreQueries, check_totals, fold, raise_problems
+from ._base import (
+    SUM_COLUMNS,
+    GroupedRow,
+    StoreQueries,
+    Where,
+    check_evidence,
+    check_keys,
+    check_totals,
+    filters,
+    fold,
+    raise_problems,
+)
 from ._rows import (
+    KEY_COLUMNS,
     DayLoad,
     DayQuality,
     HourlyRow,
@@ -42,11 +55,16 @@ def _negatives(load: DayLoad) -> int:
 
 
 class MemoryStore(StoreQueries):
-    """Keeps each loaded day as one immutable :class:`DayLoad`; a load swaps it in after the checks."""
+    """Keeps each loaded day as one immutable :class:`DayLoad`; a load swaps it in after the checks.
+
+    A :meth:`snapshot` reads from a copy of the day index taken on entry (per thread), so loads
+    that swap days in meanwhile are not seen inside it.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._days: dict[date, DayLoad] = {}
+        self._local = threading.local()
         self._ledger: list[LedgerEntry] = []
         self._reports: dict[tuple[date, str], tuple[str, str]] = {}
         self._closed = False
@@ -75,7 +93,7 @@ class MemoryStore(StoreQueries):
             load.quality, totals, sum(r.records for r in load.reconciliation), _negatives(load)
         )
 
-    def load_day(self, load: DayLoad) -> None:
+    def load_day(self, load: DayLoad, *, force: bool = False) -> None:
         """Check ``load``, then swap it in for its day (the old day stays on failure)."""
         self._open()
         for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests):
@@ -83,9 +101,14 @@ class MemoryStore(StoreQueries):
                 raise StorageError(f"rows for another day in the load of {load.day}")
         raise_problems(load.day, self._problems(load))
         with self._lock:
-            self._days[load.day] = copy.deepcopy(load)
-            if load.ledger is not None:
-                self._ledger.append(load.ledger)
+            held = self._days.get(load.day)
+            entries = [e for e in self._ledger if e.day == load.day]
+            sources = entries[-1].sources if entries else {}
+            check_evidence(load.day, held.quality if held else None, sources, load, force=force)
+            ledger = replace(load.ledger, forced=force) if load.ledger is not None else None
+            self._days[load.day] = copy.deepcopy(replace(load, ledger=ledger))
+            if ledger is not None:
+                self._ledger.append(ledger)
 
     def check_day(self, day: date) -> None:
         """Re-check a loaded day."""
@@ -93,9 +116,25 @@ class MemoryStore(StoreQueries):
         if load is not None:
             raise_problems(day, self._problems(load))
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see the days as they were on entry (nested snapshots share the outer one)."""
+        self._open()
+        if getattr(self._local, "view", None) is not None:
+            yield
+            return
+        with self._lock:
+            self._local.view = dict(self._days)
+        try:
+            yield
+        finally:
+            self._local.view = None
+
     def _loads(self, start: date, end: date) -> list[DayLoad]:
         self._open()
-        return [self._days[d] for d in sorted(self._days) if start <= d <= end]
+        view: dict[date, DayLoad] | None = getattr(self._local, "view", None)
+        days = self._days if view is None else view
+        return [days[d] for d in sorted(days) if start <= d <= end]
 
     def loaded_days(self, start: date, end: date) -> list[date]:
         """Loaded days in ``[start, end]``."""
@@ -105,13 +144,19 @@ class MemoryStore(StoreQueries):
         """A day's hourly rows, sorted."""
         loads = self._loads(day, day)
         rows = list(loads[0].hourly) if loads else []
-        return sorted(rows, key=lambda h: (h.hour, h.model, h.feature, h.user_id, h.tenant, h.service))
+        return sorted(rows, key=lambda h: tuple(getattr(h, c) for c in KEY_COLUMNS[1:]))
 
-    def grouped(self, keys: Sequence[str], start: date, end: date) -> list[GroupedRow]:
-        """Sum hourly rows by ``keys`` and currency."""
+    def grouped(
+        self, keys: Sequence[str], start: date, end: date, where: Where | None = None
+    ) -> list[GroupedRow]:
+        """Sum the hourly rows matching ``where`` by ``keys`` and currency."""
+        check_keys(keys)
+        wanted = filters(where)
         acc: dict[tuple[tuple[Any, ...], str | None], tuple[list[int], Decimal | None]] = {}
         for ld in self._loads(start, end):
             for h in ld.hourly:
+                if any(getattr(h, c) not in values for c, values in wanted.items()):
+                    continue
                 k = (tuple(getattr(h, c) for c in keys), h.currency)
                 sums, cost = acc.get(k, ([0] * len(SUM_COLUMNS), None))
                 sums = [a + getattr(h, c) for a, c in zip(sums, SUM_COLUMNS, strict=True)]
@@ -120,11 +165,11 @@ class MemoryStore(StoreQueries):
                 acc[k] = (sums, cost)
         return [(k[0], k[1], sums, cost) for k, (sums, cost) in acc.items()]
 
-    def reconciliation(self, day: date) -> list[ReconciliationRow]:
-        """A day's reconciliation rows."""
+    def reconciliation_between(self, start: date, end: date) -> list[ReconciliationRow]:
+        """Reconciliation rows of the days ``[start, end]``."""
         return sorted(
-            [r for ld in self._loads(day, day) for r in ld.reconciliation],
-            key=lambda r: (r.model, r.service, r.fingerprint),
+            [r for ld in self._loads(start, end) for r in ld.reconciliation],
+            key=lambda r: (r.day, r.model, r.service, r.fingerprint),
         )
 
     def quality(self, day: date) -> DayQuality | None:

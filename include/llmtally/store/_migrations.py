@@ -8,19 +8,24 @@ load (in a short transaction of their own), and a default partition catches anyt
 months can be detached or dropped cheaply.  Its columns:
 
 ==============================  ===============================================================
-``day``                         the report day (in the configured time zone) the hour belongs to
-``hour``                        start of the UTC hour (timestamptz)
+``day``                         the local day (report time zone) the row belongs to: every reader
+                                cuts days by this column, never by ``hour``
+``hour``                        start of the *local* hour (timestamptz; the UTC hour in whole-hour
+                                zones): a local hour never straddles two days (0002)
 ``model feature user_id         dimensions; ``''`` means not given (user_id is the ``user`` tag)
 tenant service``
+``status``, ``http_status``     the call's outcome (ok | error | timeout | abandoned | other) and
+                                HTTP status (0: not known) (0002)
 ``requests``                    records
 ``prompt_tokens``,              billed tokens: reported by the server, else exact recount, else
-``completion_tokens``           the service's estimate (see ``quality.billed_*``)
+``completion_tokens``           the service's estimate (see ``quality.prompt_*``, ``completion_*``)
 ``cached_tokens``,              as reported by the server (0 when not reported)
 ``reasoning_tokens``
 ``recounted_*_tokens``          exact recounts (sum over records that could be recounted)
 ``estimated_*_tokens``          the services' own estimates
 ``cost``, ``currency``          sum over priced requests (null when no price is known: never a
-                                guess); ``unpriced_requests`` were not priced
+                                guess); ``unpriced_requests`` billed tokens but were not priced
+``uncertain_requests``          timeouts billed from the recount, not from reported usage (0002)
 ==============================  ===============================================================
 """
 
@@ -198,7 +203,58 @@ FROM {{s}}.usage_hourly
 GROUP BY day, model, feature, user_id, tenant, service, currency;
 """
 
+
+def _add(*names: str) -> str:
+    return ",\n    ".join(f"ADD COLUMN {n} " + _TOKENS.format(c=n) for n in names)
+
+
+_SOURCES = [f"{side}_{src}" for side in ("prompt", "completion") for src in ("reported", "recount")]
+_SOURCES += ["prompt_estimate", "completion_estimate", "prompt_missing", "completion_missing"]
+_RECON_ADD = _add(*_SOURCES, "not_billed", "uncertain")
+_QUALITY_ADD = _add(
+    "completion_reported", "completion_recount", "completion_estimate", "completion_missing",
+    "not_billed", "uncertain", "status_error", "status_timeout", "status_abandoned",
+)  # fmt: skip
+_0002 = f"""
+ALTER TABLE {{s}}.usage_hourly
+    ADD COLUMN status text NOT NULL DEFAULT 'ok',
+    ADD COLUMN http_status integer NOT NULL DEFAULT 0 CHECK (http_status >= 0),
+    {_add("uncertain_requests")};
+ALTER TABLE {{s}}.usage_hourly DROP CONSTRAINT usage_hourly_pkey;
+ALTER TABLE {{s}}.usage_hourly
+    ADD PRIMARY KEY (hour, day, model, feature, user_id, tenant, service, status, http_status);
+COMMENT ON TABLE {{s}}.usage_hourly IS
+  'LLM token usage per local hour, day and model/feature/user/tenant/service/status. Billed numbers '
+  'follow the billing rule (failed calls bill nothing). Read days by the day column. Day D is '
+  'replaced atomically on each load.';
+
+ALTER TABLE {{s}}.reconciliation {_RECON_ADD};
+
+ALTER TABLE {{s}}.quality RENAME COLUMN billed_reported TO prompt_reported;
+ALTER TABLE {{s}}.quality RENAME COLUMN billed_recount TO prompt_recount;
+ALTER TABLE {{s}}.quality RENAME COLUMN billed_estimate TO prompt_estimate;
+ALTER TABLE {{s}}.quality RENAME COLUMN billed_missing TO prompt_missing;
+ALTER TABLE {{s}}.quality {_QUALITY_ADD};
+
+ALTER TABLE {{s}}.ledger
+    ADD COLUMN sources jsonb NOT NULL DEFAULT '{{{{}}}}'::jsonb,
+    ADD COLUMN forced boolean NOT NULL DEFAULT false;
+
+DROP VIEW {{s}}.usage_daily;
+CREATE VIEW {{s}}.usage_daily AS
+SELECT day, model, feature, user_id, tenant, service, status, currency,
+       sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
+       sum(completion_tokens) AS completion_tokens,
+       sum(prompt_tokens + completion_tokens) AS total_tokens,
+       sum(cached_tokens) AS cached_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+       sum(cost) AS cost, sum(unpriced_requests) AS unpriced_requests,
+       sum(uncertain_requests) AS uncertain_requests
+FROM {{s}}.usage_hourly
+GROUP BY day, model, feature, user_id, tenant, service, status, currency;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial_schema", _0001),
+    ("0002_outcomes_sources_evidence", _0002),
 ]
 """``(name, SQL)`` in order; ``{s}`` is replaced by the quoted schema name."""

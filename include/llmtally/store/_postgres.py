@@ -1,8 +1,11 @@
 """The PostgreSQL store (psycopg 3): migrations, atomic day loads with checks, the report's queries.
 
-A load of day D runs in one transaction: lock D, delete D from every day table, COPY the new rows,
-record the ledger entry, run the data-quality checks, commit.  Any error rolls back, so readers see
-the old day or the new one, never a mix.  Driver errors become :class:`StorageError`.
+A load of day D runs in one transaction: lock D, refuse it when it brings less evidence than the
+day holds (:func:`~llmtally.store._base.check_evidence`), delete D from every day table, COPY the
+new rows, record the ledger entry, run the data-quality checks, commit.  Any error rolls back, so readers see
+the old day or the new one, never a mix.  A reader that needs several queries to agree (the report)
+runs them in :meth:`PostgresStore.snapshot`, one ``REPEATABLE READ READ ONLY`` transaction.  Driver
+errors become :class:`StorageError`.
 """
 
 from __future__ import annotations
@@ -17,14 +20,27 @@ from typing import Any, Self
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from .._exceptions import ConfigError, DataQualityError, StorageError
-from ._base import SUM_COLUMNS, GroupedRow, StoreQueries, check_totals, raise_problems, totals_of
+from ._base import (
+    SUM_COLUMNS,
+    GroupedRow,
+    StoreQueries,
+    Where,
+    check_evidence,
+    check_keys,
+    check_totals,
+    filters,
+    raise_problems,
+    totals_of,
+)
 from ._dsn import DEFAULT_SCHEMA
 from ._migrations import MIGRATIONS
 from ._rows import (
-    DIMENSIONS,
+    HOURLY_COLUMNS,
+    KEY_COLUMNS,
     DayLoad,
     DayQuality,
     HourlyRow,
@@ -40,14 +56,13 @@ __all__ = ["PostgresStore"]
 
 _LOCK_NS = 0x11A7  # advisory-lock namespace of llmtally
 _DAY_TABLES = ("usage_hourly", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests")
-_HOURLY = [f.name for f in fields(HourlyRow)]
+_HOURLY = list(HOURLY_COLUMNS)
 _RECON = [f.name for f in fields(ReconciliationRow)]
 _TOP = [f.name for f in fields(TopRequest)]
 _QUAR = [f.name for f in fields(QuarantineEntry)]
 _DIGEST = [f.name for f in fields(PromptDigestRow)]
 _QUALITY = [f.name for f in fields(DayQuality)]
 _LEDGER = [f.name for f in fields(LedgerEntry)]
-_GROUP_KEYS = frozenset({"day", "hour", *DIMENSIONS})
 
 
 def _months(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
@@ -59,23 +74,49 @@ def _months(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
     return out
 
 
+def _check_schema(schema: str) -> None:
+    if not schema.isidentifier():
+        raise ConfigError(f"schema name {schema!r} must be a plain identifier such as 'llmtally'")
+
+
 class PostgresStore(StoreQueries):
     """Aggregates in PostgreSQL schema ``schema`` (default ``llmtally``), reached with ``dsn``.
 
-    ``migrate=True`` applies pending migrations on connect.  Use as a context manager.
+    ``migrate=True`` applies pending migrations on connect.  Use as a context manager.  Over a
+    connection the caller owns: :meth:`from_connection`.
     """
 
     def __init__(self, dsn: str, *, schema: str = DEFAULT_SCHEMA, migrate: bool = True) -> None:
-        if not schema.isidentifier():
-            raise ConfigError(f"schema name {schema!r} must be a plain identifier such as 'llmtally'")
-        self.schema = schema
-        self._s = sql.Identifier(schema)
+        _check_schema(schema)
         try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
+            conn = psycopg.connect(dsn, autocommit=True)
         except psycopg.Error as exc:
             raise StorageError(f"cannot connect to the usage database: {exc}".strip()) from exc
+        self._attach(conn, schema, owned=True)
         if migrate:
             self.migrate()
+
+    @classmethod
+    def from_connection(
+        cls, conn: psycopg.Connection[Any], *, schema: str = DEFAULT_SCHEMA, migrate: bool = False
+    ) -> Self:
+        """A store over a psycopg connection the caller owns: :meth:`close` leaves it open.
+
+        Writes run in transactions of their own (savepoints inside a transaction the caller has
+        open); run reads in :meth:`snapshot` so a connection without autocommit is left idle.
+        """
+        _check_schema(schema)
+        store = cls.__new__(cls)
+        store._attach(conn, schema, owned=False)
+        if migrate:
+            store.migrate()
+        return store
+
+    def _attach(self, conn: psycopg.Connection[Any], schema: str, *, owned: bool) -> None:
+        self.schema = schema
+        self._s = sql.Identifier(schema)
+        self._conn = conn
+        self._owned = owned
 
     def __enter__(self) -> Self:
         return self
@@ -86,8 +127,12 @@ class PostgresStore(StoreQueries):
         self.close()
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection (one from :meth:`from_connection` stays open)."""
+        if self._owned:
+            self._conn.close()
+
+    def _cursor(self) -> psycopg.Cursor[tuple[Any, ...]]:
+        return self._conn.cursor(row_factory=tuple_row)  # a borrowed connection may return dicts
 
     def _q(self, text: str, **idents: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._s, **{k: sql.Identifier(v) for k, v in idents.items()})
@@ -101,8 +146,22 @@ class PostgresStore(StoreQueries):
         except psycopg.Error as exc:
             raise StorageError(f"{what} failed: {type(exc).__name__}: {exc}".strip()) from exc
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Run the reads inside in one ``REPEATABLE READ READ ONLY`` transaction: every query sees the
+        same committed state, also while another session reloads a day.
+
+        Nested in another snapshot, or in a transaction the caller opened on a borrowed connection,
+        the reads join that transaction (a savepoint; its isolation level applies).
+        """
+        idle = self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with self._errors("opening a snapshot"), self._conn.transaction(), self._cursor() as cur:
+            if idle:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield
+
     def _fetch(self, query: sql.Composed, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._errors("query"), self._conn.cursor() as cur:
+        with self._errors("query"), self._cursor() as cur:
             cur.execute(query, params)
             return list(cur.fetchall())
 
@@ -111,7 +170,7 @@ class PostgresStore(StoreQueries):
     def migrate(self) -> list[str]:
         """Apply pending migrations (serialised by an advisory lock); returns the names applied."""
         applied: list[str] = []
-        with self._errors("migration"), self._conn.transaction(), self._conn.cursor() as cur:
+        with self._errors("migration"), self._conn.transaction(), self._cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NS,))
             cur.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
             cur.execute(self._q(
@@ -132,7 +191,7 @@ class PostgresStore(StoreQueries):
         months = _months(hours)
         if not months:
             return
-        with self._errors("creating partitions"), self._conn.transaction(), self._conn.cursor() as cur:
+        with self._errors("creating partitions"), self._conn.transaction(), self._cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 1)", (_LOCK_NS,))
             for start, end in months:
                 query = sql.SQL(
@@ -158,18 +217,23 @@ class PostgresStore(StoreQueries):
             for row in rows:
                 copy.write_row(row)
 
-    def load_day(self, load: DayLoad) -> None:
+    def load_day(self, load: DayLoad, *, force: bool = False) -> None:
         """Replace ``load.day`` atomically; the checks run before commit (see the module docstring)."""
         day = load.day
         for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests):
             if any(r.day != day for r in rows):
                 raise StorageError(f"rows for another day in the load of {day}")
         self._ensure_partitions(h.hour for h in load.hourly)
-        with self._errors(f"loading {day}"), self._conn.transaction(), self._conn.cursor() as cur:
+        with self._errors(f"loading {day}"), self._conn.transaction(), self._cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NS, day.toordinal()))
+            cur.execute(
+                self._q("SELECT sources FROM {s}.ledger WHERE day = %s ORDER BY id DESC LIMIT 1"), (day,)
+            )
+            last = cur.fetchone()
+            check_evidence(day, self._quality(cur, day), dict(last[0]) if last else {}, load, force=force)
             for table in _DAY_TABLES:
                 cur.execute(self._q("DELETE FROM {s}.{t} WHERE day = %s", t=table), (day,))
-            self._copy(cur, "usage_hourly", _HOURLY, map(astuple, load.hourly))
+            self._copy(cur, "usage_hourly", _HOURLY, ([getattr(h, c) for c in _HOURLY] for h in load.hourly))
             self._copy(
                 cur, "reconciliation", [*_RECON, "estimate_mape_pct", "estimate_bias_pct"],
                 ((*astuple(r), r.estimate_mape_pct, r.estimate_bias_pct) for r in load.reconciliation),
@@ -183,10 +247,11 @@ class PostgresStore(StoreQueries):
             self._copy(cur, "quality", [*_QUALITY, "timezone"], [(*astuple(load.quality), load.timezone)])
             if load.ledger is not None:
                 e = load.ledger
-                self._copy(
-                    cur, "ledger", _LEDGER,
-                    [(*astuple(e)[:-2], Jsonb(dict(e.durations)), Jsonb(dict(e.details)))],
-                )  # fmt: skip
+                row = {c: getattr(e, c) for c in _LEDGER}
+                for c in ("durations", "details", "sources"):
+                    row[c] = Jsonb(dict(row[c]))
+                row["forced"] = force
+                self._copy(cur, "ledger", _LEDGER, [[row[c] for c in _LEDGER]])
             raise_problems(day, self._problems(cur, day))
 
     def _problems(self, cur: psycopg.Cursor[Any], day: date) -> list[str]:
@@ -212,7 +277,7 @@ class PostgresStore(StoreQueries):
 
     def check_day(self, day: date) -> None:
         """Re-run the post-load checks of a loaded day."""
-        with self._errors("check"), self._conn.cursor() as cur:
+        with self._errors("check"), self._cursor() as cur:
             if self._quality(cur, day) is not None:
                 raise_problems(day, self._problems(cur, day))
 
@@ -226,7 +291,7 @@ class PostgresStore(StoreQueries):
 
     def quality(self, day: date) -> DayQuality | None:
         """A day's quality counts."""
-        with self._errors("query"), self._conn.cursor() as cur:
+        with self._errors("query"), self._cursor() as cur:
             return self._quality(cur, day)
 
     def _select(
@@ -243,25 +308,33 @@ class PostgresStore(StoreQueries):
 
     def hourly_rows(self, day: date) -> list[HourlyRow]:
         """A day's hourly rows."""
-        order = "hour, model, feature, user_id, tenant, service"
-        return [HourlyRow(*r) for r in self._select("usage_hourly", _HOURLY, "day = %s", (day,), order)]
+        order = ", ".join(KEY_COLUMNS[1:])
+        rows = self._select("usage_hourly", _HOURLY, "day = %s", (day,), order)
+        return [HourlyRow(**dict(zip(_HOURLY, r, strict=True))) for r in rows]
 
-    def grouped(self, keys: Sequence[str], start: date, end: date) -> list[GroupedRow]:
-        """Sum ``usage_hourly`` by ``keys`` and currency in SQL."""
-        bad = [k for k in keys if k not in _GROUP_KEYS]
-        if bad:
-            raise ConfigError(f"cannot group by {bad}; use {sorted(_GROUP_KEYS)}")
+    def grouped(
+        self, keys: Sequence[str], start: date, end: date, where: Where | None = None
+    ) -> list[GroupedRow]:
+        """Sum the ``usage_hourly`` rows matching ``where`` by ``keys`` and currency, in SQL."""
+        check_keys(keys)
+        wanted = filters(where)
+        if any(not values for values in wanted.values()):
+            return []
         key_sql = sql.SQL(", ").join(map(sql.Identifier, [*keys, "currency"]))
         sums = sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(c)) for c in SUM_COLUMNS)
+        cond = sql.SQL("").join(sql.SQL(" AND {} = ANY(%s)").format(sql.Identifier(c)) for c in wanted)
         query = sql.SQL(
-            "SELECT {k}, {sums}, sum(cost) FROM {s}.usage_hourly WHERE day BETWEEN %s AND %s GROUP BY {k}"
-        ).format(k=key_sql, sums=sums, s=self._s)
+            "SELECT {k}, {sums}, sum(cost) FROM {s}.usage_hourly "
+            "WHERE day BETWEEN %s AND %s{cond} GROUP BY {k}"
+        ).format(k=key_sql, sums=sums, s=self._s, cond=cond)
+        params = [start, end, *(list(values) for values in wanted.values())]
         n = len(keys)
-        return [(tuple(r[:n]), r[n], r[n + 1 : -1], r[-1]) for r in self._fetch(query, (start, end))]
+        return [(tuple(r[:n]), r[n], r[n + 1 : -1], r[-1]) for r in self._fetch(query, params)]
 
-    def reconciliation(self, day: date) -> list[ReconciliationRow]:
-        """A day's reconciliation rows."""
-        rows = self._select("reconciliation", _RECON, "day = %s", (day,), "model, service, fingerprint")
+    def reconciliation_between(self, start: date, end: date) -> list[ReconciliationRow]:
+        """Reconciliation rows of the days ``[start, end]``."""
+        order = "day, model, service, fingerprint"
+        rows = self._select("reconciliation", _RECON, "day BETWEEN %s AND %s", (start, end), order)
         return [ReconciliationRow(*r) for r in rows]
 
     def top_requests(self, day: date, limit: int = 100) -> list[TopRequest]:
@@ -282,18 +355,19 @@ class PostgresStore(StoreQueries):
 
     def ledger(self, day: date) -> list[LedgerEntry]:
         """Every run recorded for a day."""
-        return [LedgerEntry(*r) for r in self._select("ledger", _LEDGER, "day = %s", (day,), "id")]
+        rows = self._select("ledger", _LEDGER, "day = %s", (day,), "id")
+        return [LedgerEntry(**dict(zip(_LEDGER, r, strict=True))) for r in rows]
 
     def purge_quarantine(self, before: date) -> int:
         """Delete quarantined lines of days before ``before``."""
-        with self._errors("purging quarantine"), self._conn.transaction(), self._conn.cursor() as cur:
+        with self._errors("purging quarantine"), self._conn.transaction(), self._cursor() as cur:
             cur.execute(self._q("DELETE FROM {s}.quarantine WHERE day < %s"), (before,))
             return int(cur.rowcount)
 
     def archive_report(self, day: date, lang: str, html: str, summary: Mapping[str, Any]) -> None:
         """Store (replace) a rendered report."""
         doc = Jsonb(json.loads(json.dumps(summary, default=str)))
-        with self._errors("archiving the report"), self._conn.transaction(), self._conn.cursor() as cur:
+        with self._errors("archiving the report"), self._conn.transaction(), self._cursor() as cur:
             cur.execute(
                 self._q(
                     "INSERT INTO {s}.report_archive (day, lang, html, json) VALUES (%s, %s, %s, %s) "

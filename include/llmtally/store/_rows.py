@@ -6,13 +6,18 @@ No row type has a field for prompt or completion text: digests, tags and counts 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 __all__ = [
     "DIMENSIONS",
+    "HOURLY_COLUMNS",
+    "KEY_COLUMNS",
+    "OUTCOMES",
+    "SOURCES",
+    "SUM_COLUMNS",
     "DayLoad",
     "DayQuality",
     "HourlyRow",
@@ -24,17 +29,47 @@ __all__ = [
     "Totals",
 ]
 
-DIMENSIONS = ("model", "feature", "user_id", "tenant", "service")
-"""The dimensions of ``usage_hourly`` besides the hour (``''`` means "not given")."""
+DIMENSIONS = ("model", "feature", "user_id", "tenant", "service", "status")
+"""The text dimensions of ``usage_hourly`` besides the hour (``''`` means "not given")."""
+
+KEY_COLUMNS = ("day", "hour", *DIMENSIONS, "http_status")
+"""The key of a ``usage_hourly`` row: local day, local-hour start, dimensions, HTTP status (0: none)."""
+
+SUM_COLUMNS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "recounted_prompt_tokens",
+    "recounted_completion_tokens",
+    "estimated_prompt_tokens",
+    "estimated_completion_tokens",
+    "unpriced_requests",
+    "uncertain_requests",
+)
+"""The additive integer columns of ``usage_hourly`` (and fields of :class:`Totals`)."""
+
+HOURLY_COLUMNS = (*KEY_COLUMNS, *SUM_COLUMNS, "cost", "currency")
+"""Every column of ``usage_hourly``: the one declaration writers and readers use (by name)."""
+
+OUTCOMES = ("ok", "error", "timeout", "abandoned", "other")
+"""A record's ``status``: how the call ended (see :mod:`llmtally.pipeline.billing` for what each bills)."""
+
+SOURCES = ("reported", "recount", "estimate", "missing", "not_billed")
+"""Where a billed prompt or completion number came from (``not_billed``: a failed call, billed 0)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HourlyRow:
-    """One ``usage_hourly`` row: usage of one UTC hour of day ``day`` for one dimension combination.
+    """One ``usage_hourly`` row: one local hour of day ``day`` for one dimension combination.
 
-    Token columns are billed numbers (reported, else exact recount, else the service's estimate);
+    ``hour`` is the start of the local hour (an aware instant; see :mod:`llmtally._time`).  Token
+    columns are billed numbers under the billing rule (:mod:`llmtally.pipeline.billing`);
     ``recounted_*`` / ``estimated_*`` sum those numbers where they exist.  ``cost`` sums the priced
-    requests (``None`` when none was priced); ``unpriced_requests`` had no known price.
+    requests (``None`` when none was priced); ``unpriced_requests`` billed tokens without a known
+    price; ``uncertain_requests`` were billed from the recount of a call that timed out.
+    ``status`` is the call's outcome, ``http_status`` its HTTP status where known (0: not known).
     """
 
     day: date
@@ -56,6 +91,9 @@ class HourlyRow:
     cost: Decimal | None = None
     currency: str | None = None
     unpriced_requests: int = 0
+    status: str = "ok"
+    http_status: int = 0
+    uncertain_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +105,9 @@ class ReconciliationRow:
     service's estimate of prompt+completion tokens with the truth (reported, else recount) over
     ``estimated`` records: ``estimate_ape_sum`` (sum of |est-true|/true) and ``estimate_pe_sum``
     (signed), so groups can be re-aggregated; MAPE and bias are those sums over ``estimated``, in %.
+    ``prompt_*`` / ``completion_*`` count where each record's billed numbers came from
+    (:data:`SOURCES`): ``completion_missing`` are records that billed 0 completion tokens because
+    nothing reported or recountable was there.
     """
 
     day: date
@@ -87,6 +128,16 @@ class ReconciliationRow:
     not_recountable: int = 0
     unknown_model: int = 0
     recount_errors: int = 0
+    prompt_reported: int = 0
+    prompt_recount: int = 0
+    prompt_estimate: int = 0
+    prompt_missing: int = 0
+    completion_reported: int = 0
+    completion_recount: int = 0
+    completion_estimate: int = 0
+    completion_missing: int = 0
+    not_billed: int = 0
+    uncertain: int = 0
 
     @property
     def estimate_mape_pct(self) -> float | None:
@@ -154,8 +205,9 @@ class DayQuality:
     """Counts of one day's ingestion, and billed totals summed straight from the records.
 
     ``records`` are the day's unique records; the totals let the store check that ``usage_hourly``
-    adds up to the same numbers.  ``billed_*`` count where each record's billed prompt number came
-    from (reported usage, exact recount, the service's estimate, or nothing: billed as 0).
+    adds up to the same numbers.  ``prompt_*`` and ``completion_*`` count where each record's billed
+    numbers came from (:data:`SOURCES`); ``not_billed`` failed calls billed nothing; ``uncertain``
+    timeouts billed from the recount; ``status_*`` count records by outcome.
     """
 
     day: date
@@ -176,16 +228,30 @@ class DayQuality:
     unknown_model: int = 0
     recount_errors: int = 0
     drift_records: int = 0
-    billed_reported: int = 0
-    billed_recount: int = 0
-    billed_estimate: int = 0
-    billed_missing: int = 0
+    prompt_reported: int = 0
+    prompt_recount: int = 0
+    prompt_estimate: int = 0
+    prompt_missing: int = 0
     unpriced_records: int = 0
+    completion_reported: int = 0
+    completion_recount: int = 0
+    completion_estimate: int = 0
+    completion_missing: int = 0
+    not_billed: int = 0
+    uncertain: int = 0
+    status_error: int = 0
+    status_timeout: int = 0
+    status_abandoned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One ingestion run of one day (the ledger keeps every run; it is never replaced)."""
+    """One ingestion run of one day (the ledger keeps every run; it is never replaced).
+
+    ``sources`` maps each file that contributed records to how many: the evidence a later re-run of
+    the day is compared against (a load never replaces a day with fewer records or files unless
+    forced; ``forced`` says it was).
+    """
 
     run_id: str
     day: date
@@ -198,6 +264,8 @@ class LedgerEntry:
     recounted: int
     durations: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, int] = field(default_factory=dict)
+    forced: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,8 +298,18 @@ class Totals:
     estimated_completion_tokens: int = 0
     cost: Mapping[str, Decimal] = field(default_factory=dict)
     unpriced_requests: int = 0
+    uncertain_requests: int = 0
 
     @property
     def total_tokens(self) -> int:
         """Billed prompt + completion tokens."""
         return self.prompt_tokens + self.completion_tokens
+
+
+def _check_declaration() -> None:
+    names = {f.name for f in fields(HourlyRow)}
+    if names != set(HOURLY_COLUMNS) or not set(SUM_COLUMNS) <= {f.name for f in fields(Totals)}:
+        raise AssertionError("HourlyRow / Totals and the usage_hourly column declaration disagree")
+
+
+_check_declaration()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from llmtally._exceptions import ConfigError
-from llmtally.jobs._day import day_bounds, report_day
+from llmtally._time import day_bounds, report_day, report_timezone
 
 TZ = "Asia/Shanghai"
 UTC = UTC
@@ -47,3 +48,25 @@ def test_day_bounds_are_local_midnights() -> None:
     # a DST day elsewhere is 23 hours long
     s, e = day_bounds(date(2026, 3, 8), "America/New_York")
     assert e.astimezone(UTC) - s.astimezone(UTC) == timedelta(hours=23)
+
+
+def test_report_timezone_env_over_config_over_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "llmtally.toml"
+    cfg.write_text('timezone = "Asia/Kolkata"\n', encoding="utf-8")
+    monkeypatch.delenv("LLMTALLY_TIMEZONE", raising=False)
+    monkeypatch.setenv("LLMTALLY_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError):
+        report_timezone()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLMTALLY_CONFIG")
+    assert report_timezone() == "Asia/Kolkata"
+    monkeypatch.setenv("LLMTALLY_TIMEZONE", "America/New_York")
+    assert report_timezone() == "America/New_York"
+    monkeypatch.setenv("LLMTALLY_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        report_timezone()
+    monkeypatch.delenv("LLMTALLY_TIMEZONE")
+    cfg.unlink()
+    assert report_timezone() == "Asia/Shanghai"
