@@ -44,6 +44,8 @@ _STOPPED = frozenset({"stop", "eos", "end_turn", "stop_sequence", "tool_calls", 
 
 def outcome(status: str | None, http_status: int | None = None) -> str:
     """The billing outcome of a record: ``ok`` | ``error`` | ``timeout`` | ``abandoned`` | ``other``."""
+    if status in _KNOWN:  # what the logger writes: the fast path
+        return status
     if not status:
         return "error" if http_status is not None and http_status >= 400 else "ok"
     s = status.strip().lower()

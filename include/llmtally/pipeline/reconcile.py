@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -19,6 +20,7 @@ from .._config import DEFAULT_TIMEZONE
 from .._time import local_hour, zone
 from ..pricing import PriceBook
 from ..store._rows import (
+    HOURLY_COLUMNS,
     KEY_COLUMNS,
     SOURCES,
     SUM_COLUMNS,
@@ -58,14 +60,19 @@ class _Sums(NamedTuple):
     uncertain_requests: int
 
 
-if _Sums._fields != SUM_COLUMNS:
-    raise AssertionError("reconcile's _Sums must list store._rows.SUM_COLUMNS in order")
+_KEY = ("hour", "model", "feature", "user_id", "tenant", "service", "status", "http_status")
+if _Sums._fields != SUM_COLUMNS or KEY_COLUMNS[1:] != _KEY:
+    raise AssertionError("reconcile's row key and sums must follow store._rows' column declaration")
 _RECON_COUNTS = ("records", "reported", "recounted", "drift_records", "prompt_drift_tokens",
                  "prompt_drift_abs_tokens", "completion_drift_tokens", "completion_drift_abs_tokens",
                  "estimated", "not_recountable", "unknown_model", "recount_errors",
                  *(f"prompt_{s}" for s in SOURCES[:4]), *(f"completion_{s}" for s in SOURCES[:4]),
                  "not_billed", "uncertain")  # fmt: skip
-_R = {name: i for i, name in enumerate(_RECON_COUNTS)}
+_PROMPT_SOURCE = {**{s: f"prompt_{s}" for s in SOURCES[:4]}, "not_billed": "not_billed"}
+_COMPLETION_SOURCE = {s: f"completion_{s}" for s in SOURCES[:4]}
+_RECOUNT_STATUS = {"not_recountable": "not_recountable", "unknown_model": "unknown_model",
+                   "error": "recount_errors"}  # fmt: skip
+_GRADED = frozenset({"reported", "recount"})
 
 
 class _Hours:
@@ -93,47 +100,47 @@ class _Recon:
     __slots__ = ("ape", "counts", "pe")
 
     def __init__(self) -> None:
-        self.counts = [0] * len(_RECON_COUNTS)
+        self.counts = dict.fromkeys(_RECON_COUNTS, 0)
         self.ape = 0.0
         self.pe = 0.0
 
     def add(self, rec: UsageRecord, rc: Recount, b: Billed) -> bool:
         n = self.counts
-        n[_R["records"]] += 1
+        n["records"] += 1
         rp, rcp = rec.reported_prompt_tokens, rec.reported_completion_tokens
-        n[_R["reported"]] += rp is not None or rcp is not None
-        if rc.status != "ok":
-            n[_R[{"error": "recount_errors"}.get(rc.status, rc.status)]] += 1
-        n[_R[f"prompt_{b.prompt_source}" if b.prompt_source != "not_billed" else "not_billed"]] += 1
+        n["reported"] += rp is not None or rcp is not None
+        n[_PROMPT_SOURCE[b.prompt_source]] += 1
         if b.completion_source != "not_billed":
-            n[_R[f"completion_{b.completion_source}"]] += 1
-        n[_R["uncertain"]] += b.uncertain
+            n[_COMPLETION_SOURCE[b.completion_source]] += 1
+        n["uncertain"] += b.uncertain
         drift = False
         if rc.status == "ok":
-            n[_R["recounted"]] += 1
+            n["recounted"] += 1
             if rp is not None and rc.prompt_tokens is not None:
                 d = rp - rc.prompt_tokens
-                n[_R["prompt_drift_tokens"]] += d
-                n[_R["prompt_drift_abs_tokens"]] += abs(d)
+                n["prompt_drift_tokens"] += d
+                n["prompt_drift_abs_tokens"] += abs(d)
                 drift = drift or d != 0
             if rcp is not None and rc.completion_tokens is not None:
                 d = rcp - rc.completion_tokens
-                n[_R["completion_drift_tokens"]] += d
-                n[_R["completion_drift_abs_tokens"]] += abs(d)
+                n["completion_drift_tokens"] += d
+                n["completion_drift_abs_tokens"] += abs(d)
                 drift = drift or d != 0
-        n[_R["drift_records"]] += drift
+        else:
+            n[_RECOUNT_STATUS[rc.status]] += 1
+        n["drift_records"] += drift
         ep, ec = rec.estimated_prompt_tokens, rec.estimated_completion_tokens
         truth = b.prompt_tokens + b.completion_tokens
-        graded = b.prompt_source in ("reported", "recount") and b.completion_source in ("reported", "recount")
+        graded = b.prompt_source in _GRADED and b.completion_source in _GRADED
         if ep is not None and ec is not None and graded and truth > 0:
-            n[_R["estimated"]] += 1
+            n["estimated"] += 1
             err = (ep + ec - truth) / truth
             self.ape += abs(err)
             self.pe += err
         return drift
 
     def row(self, day: date, key: tuple[str, str, str]) -> ReconciliationRow:
-        values: dict[str, Any] = dict(zip(_RECON_COUNTS, self.counts, strict=True))
+        values: dict[str, Any] = dict(self.counts)
         model, service, fingerprint = key
         return ReconciliationRow(
             day=day, model=model, service=service, fingerprint=fingerprint, **values,
@@ -141,14 +148,15 @@ class _Recon:
         )  # fmt: skip
 
 
+_FIELD_ORDER = [HOURLY_COLUMNS.index(f.name) for f in fields(HourlyRow)]
+"""Where each ``HourlyRow`` field sits in ``HOURLY_COLUMNS`` order (derived from the names)."""
+
+
 def _hourly_row(
     day: date, key: tuple[Any, ...], sums: list[int], cost: tuple[Decimal, str] | None
 ) -> HourlyRow:
-    values: dict[str, Any] = dict(zip(KEY_COLUMNS, (day, *key), strict=True))
-    values.update(zip(SUM_COLUMNS, sums, strict=True))
-    return HourlyRow(
-        **values, cost=cost[0].quantize(_CENT12) if cost else None, currency=cost[1] if cost else None
-    )
+    values = (day, *key, *sums, cost[0].quantize(_CENT12) if cost else None, cost[1] if cost else None)
+    return HourlyRow(*[values[i] for i in _FIELD_ORDER])
 
 
 _Cand = tuple[int, str, UsageRecord, Billed]
@@ -216,7 +224,7 @@ def reconcile(
         b = billed(rec, rc, prices)
         model, service = rec.model or "", rec.service or ""
         key = (hour_of(rec.ts), model, rec.feature, rec.user_id, rec.tenant, service, b.outcome,
-               rec.http_status or 0)  # fmt: skip  # KEY_COLUMNS after "day"
+               rec.http_status or 0)  # fmt: skip  # _KEY: KEY_COLUMNS after "day"
         acc = hourly.get(key)
         if acc is None:
             acc = hourly[key] = [0] * width
