@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,17 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
     yield schema
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Each store backend in turn: :class:`MemoryStore`, then :class:`PostgresStore` (a fresh schema)."""
+    from llmtally.store import MemoryStore, PostgresStore
+
+    if request.param == "memory":
+        with MemoryStore() as mem:
+            yield mem
+    else:
+        dsn = request.getfixturevalue("pg_dsn")
+        with PostgresStore(dsn, schema=request.getfixturevalue("pg_schema")) as pg:
+            yield pg

@@ -7,7 +7,9 @@ with internet, ``LLMTALLY_TEST_HUB=1`` makes the same tests load the same tokeni
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,15 @@ def tokenizer_source(family: str) -> str:
     if not (folder / "tokenizer.json").is_file():
         pytest.fail(f"tokenizer files missing at {folder}: set LLMTALLY_SHARED to the shared/ folder")
     return str(folder)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Set environment variables for a module-scoped fixture (``monkeypatch`` is function-scoped)."""
+    mp = pytest.MonkeyPatch()
+    for k, v in values.items():
+        mp.setenv(k, v)
+    try:
+        yield values
+    finally:
+        mp.undo()

@@ -18,7 +18,7 @@ import pytest
 
 import llmtally
 from tests.e2e.expected import pipeline_env
-from tests.support import REPO_ROOT, SHARED
+from tests.support import REPO_ROOT, SHARED, environment
 
 TZ = "Asia/Kolkata"
 SCHEMA = "llmtally_kolkata"
@@ -74,11 +74,8 @@ def env(
         "LLMTALLY_DB_SCHEMA": SCHEMA,
         "LLMTALLY_TIMEZONE": TZ,  # the one source of the zone: schedule, day rule, report
     }
-    mp = pytest.MonkeyPatch()
-    for k, v in values.items():
-        mp.setenv(k, v)
-    yield values
-    mp.undo()
+    with environment(values):
+        yield values
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.e2e.expected import day_totals, expected_totals, pipeline_env
-from tests.support import REPO_ROOT, SHARED
+from tests.support import REPO_ROOT, SHARED, environment
 
 TZ = "Asia/Shanghai"
 LAST = date(2026, 11, 20)
@@ -40,11 +40,8 @@ def env(
         **pipeline_env(tmp_path_factory.mktemp("run"), logs, pg_dsn, SHARED),
         "LLMTALLY_DB_SCHEMA": "llmtally",
     }
-    mp = pytest.MonkeyPatch()
-    for k, v in values.items():
-        mp.setenv(k, v)
-    yield values
-    mp.undo()
+    with environment(values):
+        yield values
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,15 @@ from typing import Any
 import pytest
 
 from llmtally import ConfigError, DataQualityError, LessEvidenceError
-from llmtally.store import MemoryStore, PostgresStore, UsageStore, Where, fold
+from llmtally.store import PostgresStore, UsageStore, Where, fold
 from tests.store.days import broken, day_load
 
 D1, D2 = date(2026, 11, 20), date(2026, 11, 21)
 
 
-@pytest.fixture(params=["memory", "postgres"])
-def store(request: pytest.FixtureRequest) -> Iterator[UsageStore]:
-    if request.param == "memory":
-        with MemoryStore() as mem:
-            yield mem
-    else:
-        dsn = request.getfixturevalue("pg_dsn")
-        schema = request.getfixturevalue("pg_schema")
-        with PostgresStore(dsn, schema=schema) as pg:
-            yield pg
+@pytest.fixture
+def store(any_store: UsageStore) -> UsageStore:
+    return any_store
 
 
 @pytest.fixture
