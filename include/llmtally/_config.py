@@ -22,6 +22,7 @@ __all__ = [
     "ENV_LOG_DIR",
     "ENV_LOG_DIRS",
     "ENV_LOG_MAX_QUEUE",
+    "ENV_LOG_ON_FULL",
     "ENV_LOG_TEXT",
     "ENV_REPORT_DIR",
     "ENV_REPORT_FROM",
@@ -44,7 +45,10 @@ ENV_LOG_DIRS = "LLMTALLY_LOG_DIRS"
 ENV_LOG_TEXT = "LLMTALLY_LOG_TEXT"
 """``full`` (default), ``hash`` or ``prefix:N``: how much raw text the logger keeps."""
 ENV_LOG_MAX_QUEUE = "LLMTALLY_LOG_MAX_QUEUE"
-"""Records a :class:`UsageLogger` may hold unwritten before it drops (default 65536)."""
+"""Records a :class:`UsageLogger` queues before ``on_full`` applies (default 65536)."""
+ENV_LOG_ON_FULL = "LLMTALLY_LOG_ON_FULL"
+"""What a :class:`UsageLogger` does with a record when its queue is full: ``write`` it on the
+caller's thread (default), ``drop`` it (counted, and written down as a loss marker) or ``block``."""
 ENV_SERVICE = "LLMTALLY_SERVICE"
 """Service name recorded by the logger (default: the program name)."""
 ENV_REPORT_DIR = "LLMTALLY_REPORT_DIR"

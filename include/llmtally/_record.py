@@ -28,6 +28,30 @@ A record is a JSON object with these keys (absent keys mean null):
 ``finish_reason``   as reported; ``error`` the error class name (never text of the request)
 ``ttft_ms``         time to first token of a stream; ``http_status`` of a failed API call
 ==================  ==========================================================================
+
+A usage record has no ``kind`` key (the logger never lets a caller set one).  A line with
+``"kind": "loss"`` is a **loss marker**: what a service's logger could not keep, written into the
+same log as soon as the sink accepts writes again.  It is not a usage record and bills nothing; the
+pipeline counts it per service and day (``quality.loss_markers``, ``quality.lost_records``, the
+``losses`` table) and the report says it.  Its keys, all present::
+
+    {"v": 1, "kind": "loss", "id": "<32 hex>", "ts": "<first loss, ISO UTC>", "service": "chat-api",
+     "host": "web-1", "pid": 4242, "records": 1200, "from": "<ISO UTC>", "to": "<ISO UTC>",
+     "reason": "disk full"}
+
+==================  ==========================================================================
+``id``              unique marker id (32 hex chars), de-duplicated like record ids
+``ts``              when the first of these records was lost
+``records``         how many records were lost (an integer >= 0)
+``from``, ``to``    when the earliest and the latest of them were logged; the marker belongs to
+                    the (report time zone) day of ``from``
+``reason``          ``queue full`` (``on_full="drop"``), ``disk full`` (ENOSPC, EDQUOT),
+                    ``read-only`` (EROFS), ``write error: <errno name>`` (e.g. ``EACCES``,
+                    ``ENOTDIR``; the exception class when there is no errno), ``unwritten at exit``
+                    (still queued when the logger closed), ``unserialisable record``
+==================  ==========================================================================
+
+One marker covers one reason over a window; a long outage may give several, which readers sum.
 """
 
 from __future__ import annotations

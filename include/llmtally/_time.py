@@ -96,9 +96,16 @@ def local_day(ts: datetime, tz: str) -> date:
 
 
 def local_hour(ts: datetime, tz: str) -> datetime:
-    """The start of the local hour ``ts`` falls in, as an aware UTC instant.
+    """The bucket of ``ts``: the start of its local (wall-clock) hour, as an aware UTC instant.
 
-    The repeated hour of a DST fall-back gives two distinct buckets (``fold`` is kept).
+    Always on the same local day as ``ts`` and never after it.  The repeated hour of a DST
+    fall-back gives two buckets (``fold`` is kept).  Where a transition falls inside a wall-clock
+    hour (30- and 45-minute shifts: Australia/Lord_Howe, Pacific/Chatham), that hour's bucket starts
+    where its wall clock says, or at ``ts`` itself when that start was skipped by the transition.
     """
     local = _aware(ts).astimezone(zone(tz))
-    return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    start = local.replace(minute=0, second=0, microsecond=0)
+    bucket = start.astimezone(UTC)
+    if bucket > ts:  # the wall-clock start lies in a gap: read it with the other offset
+        bucket = start.replace(fold=1 - start.fold).astimezone(UTC)
+    return min(bucket, ts.astimezone(UTC))

@@ -27,6 +27,7 @@ from llmtally.store import (
     DayQuality,
     HourlyRow,
     LedgerEntry,
+    LossEntry,
     PromptDigestRow,
     QuarantineEntry,
     ReconciliationRow,
@@ -96,7 +97,13 @@ def _day_load() -> DayLoad:
         ledger=ledger,
         timezone="Asia/Shanghai",
         digests=[digest],
-    )
+        losses=[
+            LossEntry(
+                DAY, "api", "web-1", 40, datetime(2026, 11, 19, 19, 0, 0, 5, tzinfo=UTC),
+                datetime(2026, 11, 20, 3, 7, tzinfo=SHANGHAI), "write error: ENOTDIR",
+            )
+        ],
+    )  # fmt: skip
 
 
 def test_a_realistic_day_load_comes_back_equal(tmp_path: Path) -> None:
@@ -122,7 +129,8 @@ def test_a_realistic_day_load_comes_back_equal(tmp_path: Path) -> None:
 def test_every_field_of_every_row_type_is_written(tmp_path: Path) -> None:
     # generic: a field someone adds to a row is written and read without codec changes
     data = to_plain(_day_load())
-    for name, cls in (("hourly", HourlyRow), ("top_requests", TopRequest), ("digests", PromptDigestRow)):
+    for name, cls in (("hourly", HourlyRow), ("top_requests", TopRequest), ("digests", PromptDigestRow),
+                      ("losses", LossEntry)):  # fmt: skip
         assert set(data[name][0]) == {f.name for f in dataclasses.fields(cls)}
     assert set(data["quality"]) == {f.name for f in dataclasses.fields(DayQuality)}
 
@@ -132,9 +140,13 @@ def test_the_parse_index_and_recounts_round_trip(tmp_path: Path) -> None:
     index = ParseIndex(
         files=["/logs/a.jsonl", "/logs/b.jsonl.gz"],
         ids=["r1", "r2"],
-        stats=ParseStats(files=2, lines=5, records=2, quarantined=1),
+        stats=ParseStats(files=2, lines=6, records=2, quarantined=1, loss_markers=1, lost_records=9),
         quarantine=[QuarantineEntry(DAY, "/logs/a.jsonl", 4, "not JSON", "ffee")],
-    )
+        losses=[
+            LossEntry(DAY, "svc", "h", 9, datetime(2026, 11, 20, 1, tzinfo=UTC),
+                      datetime(2026, 11, 20, 1, 5, tzinfo=UTC), "queue full")
+        ],
+    )  # fmt: skip
     stage.write("parse", index)
     assert stage.read("parse", ParseIndex) == index
     counts = {"r1": Recount("ok", 12, 3, "sha256:1"), "r2": Recount("not_recountable")}

@@ -7,6 +7,7 @@ import gc
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from llmtally.logging import MemorySink, UsageLogger
 
@@ -16,21 +17,38 @@ MESSAGES = [
 ]
 
 
-def test_event_loop_never_stalls_over_1ms_on_logging() -> None:
+def _in_a_fresh_interpreter(call: str, attempts: int = 1) -> None:
     """Measured in a fresh interpreter: threads left running by other tests in this process (servers,
     loggers) would take the GIL too, and that is their pause, not the logger's."""
-    out = subprocess.run(
-        [sys.executable, "-c", "from tests.logging.test_event_loop import measure; measure()"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    for attempt in range(attempts):
+        out = subprocess.run(
+            [sys.executable, "-c", f"from tests.logging.test_event_loop import measure; {call}"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if out.returncode == 0 or attempt == attempts - 1:
+            break
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-def measure() -> None:
-    """The measurement (asserts inside; run by the test above in its own process)."""
+def test_event_loop_never_stalls_over_1ms_on_logging() -> None:
+    _in_a_fresh_interpreter("measure()")
+
+
+def test_event_loop_never_stalls_over_5ms_when_the_queue_overflows(tmp_path: Path) -> None:
+    """A queue of 1,024 under 20,000 records in a burst, into real files: the loop's own thread
+    writes the overflow (``on_full="write"``, the default), one record per overflowing call, and
+    nothing is lost.  The loop's thread does real work here (the writes), so a scheduler hiccup of a
+    shared machine can land on it: a second, fresh measurement decides (a stall the logger causes
+    comes back, a hiccup does not)."""
+    _in_a_fresh_interpreter(f"measure(max_queue_size=1024, directory={str(tmp_path)!r})", attempts=2)
+
+
+def measure(max_queue_size: int = 200_000, directory: str | None = None) -> None:
+    """The measurement (asserts inside; run by the tests above in their own process)."""
     lg = UsageLogger(
-        service="svc", sink=MemorySink(), max_batch_size=512, max_queue_size=200_000, schedule_delay=0.01
-    )
+        directory, service="svc", sink=None if directory else MemorySink(), max_batch_size=512,
+        max_queue_size=max_queue_size, schedule_delay=0.01,
+    )  # fmt: skip
     calls: list[float] = []
     gaps: list[float] = []
 
@@ -73,6 +91,15 @@ def measure() -> None:
     assert lg.stats()["written"] == 20_000  # the writer really was busy meanwhile
     calls.sort()
     gaps.sort()
+    if max_queue_size < 20_000:
+        # An overflowing call builds, encodes and writes its 1.2 kB record itself (and may wait for
+        # the writer's next hand-over, every 0.1 ms while a caller writes): tens of microseconds.  A
+        # turn of the loop in which the four handlers all do that stays around a millisecond.
+        assert lg._inline_written > 1000 and lg.stats()["dropped"] == 0
+        assert calls[len(calls) // 2] < 200e-6, calls[len(calls) // 2]
+        assert gaps[int(len(gaps) * 0.99)] < 2.5e-3, gaps[int(len(gaps) * 0.99)]
+        assert gaps[-1] < 5e-3, gaps[-5:]
+        return
     # log() is an append; the loop's turnaround (one round of five coroutines, four of them logging)
     # stays under 1 ms while the writer serialises 20,000 records on another thread, because the
     # writer hands the GIL over every 0.5 ms of work instead of holding it for the 5 ms switch

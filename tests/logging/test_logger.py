@@ -94,6 +94,7 @@ def test_explicit_ts_and_extra_fields_cannot_forge_owned_keys(logger: UsageLogge
         ts=datetime(2026, 3, 1, 8, 0, tzinfo=UTC),
         id="forged",
         service="x",
+        kind="loss",  # a caller cannot make a usage record look like a loss marker
         ttft_ms=None,
     )
     logger.log(model="m", prompt="hi", ts=1_700_000_000.5)
@@ -102,7 +103,7 @@ def test_explicit_ts_and_extra_fields_cannot_forge_owned_keys(logger: UsageLogge
     assert (
         a["ts"] == "2026-03-01T08:00:00.000000+00:00" and a["id"] != "forged" and a["service"] == "test-svc"
     )
-    assert "ttft_ms" not in a
+    assert "ttft_ms" not in a and "kind" not in a
     assert b["ts"] == "2023-11-14T22:13:20.500000+00:00"
 
 
@@ -162,11 +163,15 @@ def test_files_rotate_by_time(tmp_path: Path) -> None:
     assert len(read_records(tmp_path)) == 5
 
 
-def test_reader_sees_only_whole_records_while_writers_rotate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("queue", [65536, 64], ids=["queued", "overflowing"])
+def test_reader_sees_only_whole_records_while_writers_rotate(tmp_path: Path, queue: int) -> None:
+    """With a queue of 64 most records are written by the four logging threads themselves
+    (``on_full="write"``), racing the writer thread's batches and the size rotation."""
     n_threads, per_thread = 4, 3000
     lg = UsageLogger(
-        tmp_path, service="svc", max_file_bytes=32 * 1024, schedule_delay=0.01, max_batch_size=64
-    )
+        tmp_path, service="svc", max_file_bytes=32 * 1024, schedule_delay=0.01, max_batch_size=64,
+        max_queue_size=queue,
+    )  # fmt: skip
     stop = threading.Event()
     seen_max = 0
     errors: list[str] = []
@@ -204,6 +209,8 @@ def test_reader_sees_only_whole_records_while_writers_rotate(tmp_path: Path) -> 
     records = read_records(tmp_path)
     assert len(records) == len({r["id"] for r in records}) == n_threads * per_thread
     assert len(list(tmp_path.iterdir())) > 3 and seen_max > 0
+    assert lg.stats()["dropped"] == 0
+    assert (lg._inline_written > 1000) == (queue == 64)
 
 
 class SlowSink(MemorySink):
@@ -214,9 +221,11 @@ class SlowSink(MemorySink):
         super().write_batch(data, count)
 
 
-def test_overload_keeps_memory_bounded_and_counts_drops_exactly(caplog: pytest.LogCaptureFixture) -> None:
+def test_drop_policy_keeps_memory_bounded_and_counts_drops_exactly(caplog: pytest.LogCaptureFixture) -> None:
     sink = SlowSink()
-    lg = UsageLogger(service="svc", sink=sink, max_queue_size=500, max_batch_size=100, schedule_delay=0.01)
+    lg = UsageLogger(
+        service="svc", sink=sink, max_queue_size=500, max_batch_size=100, schedule_delay=0.01, on_full="drop"
+    )
     longest = 0
     with caplog.at_level(logging.WARNING, logger="llmtally.logging"):
         for i in range(20_000):
@@ -228,9 +237,13 @@ def test_overload_keeps_memory_bounded_and_counts_drops_exactly(caplog: pytest.L
     assert lg.close(10)
     stats = lg.stats()
     assert stats["written"] + stats["dropped"] == 20_000 and stats["queued"] == 0
-    assert stats["written"] == len(sink.lines())
+    lines = [json.loads(x) for x in sink.lines()]
+    markers = [x for x in lines if x.get("kind") == "loss"]
+    assert stats["written"] == len(lines) - len(markers)
+    assert sum(m["records"] for m in markers) == stats["dropped"]  # every drop is written down
+    assert {m["reason"] for m in markers} == {"queue full"}
     full = [r for r in caplog.records if "dropping" in r.getMessage()]
-    assert len(full) == 1  # warned once
+    assert len(full) == 1  # warned at most once a minute
 
 
 class FlakySink(MemorySink):
@@ -263,12 +276,15 @@ def test_store_errors_are_reported_once_retried_and_never_raised(caplog: pytest.
     assert len([r for r in caplog.records if "No space left" in r.getMessage()]) == 1
 
 
-def test_unwritable_records_at_close_are_counted_dropped() -> None:
+def test_unwritable_records_at_close_are_counted_dropped(caplog: pytest.LogCaptureFixture) -> None:
     lg = UsageLogger(service="svc", sink=FlakySink(failures=10**9), schedule_delay=0.01)
     for i in range(7):
         _log(lg, i)
-    assert lg.close(0.3) is False
+    with caplog.at_level(logging.ERROR, logger="llmtally.logging"):
+        assert lg.close(0.3) is False
     assert lg.stats() == {"logged": 7, "written": 0, "dropped": 7, "queued": 0}
+    # nothing can be written, not even a loss marker: the log message is the only trace
+    assert any("only trace" in r.getMessage() and " 7 " in r.getMessage() for r in caplog.records)
 
 
 def test_bad_records_are_dropped_alone(logger: UsageLogger, sink: MemorySink) -> None:
@@ -279,9 +295,12 @@ def test_bad_records_are_dropped_alone(logger: UsageLogger, sink: MemorySink) ->
     logger.log(model="m", prompt="fine")
     assert logger.flush(5)
     recs = memory_records(sink)
+    marker = next(r for r in recs if r.get("kind") == "loss")
+    recs = [r for r in recs if r.get("kind") != "loss"]
     assert [r.get("prompt") for r in recs] == [None, "fine"]
     assert recs[0]["messages"][0]["content"] == "lone \ud800 surrogate"
     assert logger.stats() == {"logged": 3, "written": 2, "dropped": 1, "queued": 0}
+    assert marker["records"] == 1 and marker["reason"] == "unserialisable record"
 
 
 def test_log_after_close_drops_and_close_is_idempotent(sink: MemorySink) -> None:
@@ -302,6 +321,9 @@ def test_log_after_close_drops_and_close_is_idempotent(sink: MemorySink) -> None
         {"max_batch_size": 10, "max_queue_size": 5},
         {"text": "partial"},
         {"max_file_bytes": 0},
+        {"on_full": "wait"},
+        {"on_full": ""},
+        {"block_timeout": 0},
     ],
 )
 def test_arguments_are_validated_at_construction(tmp_path: Path, kwargs: dict[str, Any]) -> None:

@@ -3,13 +3,15 @@ was delivered (no stop token), and every outcome is a dimension of the day's row
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from llmtally import load_tokenizer
-from llmtally.pipeline import Recount, UsageRecord, billed, reconcile, recount
+from llmtally.pipeline import Recount, UsageRecord, billed, parse_day, reconcile, recount
 from llmtally.pipeline.billing import outcome, stop_generated
 from llmtally.pricing import load_prices
 from llmtally.tokens import TokenCounter
@@ -48,6 +50,9 @@ def qwen() -> TokenCounter:
         ("abandoned", None, "abandoned"),
         ("cancelled", None, "abandoned"),
         ("mystery", None, "other"),
+        ("rate_limited", 429, "error"),
+        ("mystery", 503, "error"),
+        ("timed_out", None, "timeout"),
     ],
 )
 def test_outcome_of_a_status(status: str | None, http: int | None, want: str) -> None:
@@ -95,6 +100,8 @@ def test_stop_token_only_where_a_stop_was_generated(qwen: TokenCounter) -> None:
         R("abandoned-stop", status="abandoned", completion=REPLY, finish_reason="stop"),
         R("timeout", status="timeout", completion=REPLY),
         R("aborted", completion=REPLY, finish_reason="abort"),
+        R("completed", completion=REPLY, finish_reason="completed"),  # the Responses API's word
+        R("eos", completion=REPLY, finish_reason="EOS_TOKEN"),
         R("error", status="error", http_status=500, completion=None),
     ]
     counts = recount(recs, {"qwen3-8b": qwen}.__getitem__)
@@ -107,9 +114,11 @@ def test_stop_token_only_where_a_stop_was_generated(qwen: TokenCounter) -> None:
         "abandoned-stop": ("ok", prompt, text),
         "timeout": ("ok", prompt, text),
         "aborted": ("ok", prompt, text),
+        "completed": ("ok", prompt, text + 1),
+        "eos": ("ok", prompt, text + 1),
         "error": ("ok", prompt, None),
     }
-    assert [r.id for r in recs if stop_generated(r)] == ["stop", "nofinish"]
+    assert [r.id for r in recs if stop_generated(r)] == ["stop", "nofinish", "completed", "eos"]
 
 
 def test_failed_calls_are_requests_by_status_with_zero_tokens(qwen: TokenCounter) -> None:
@@ -152,3 +161,14 @@ def test_failed_calls_are_requests_by_status_with_zero_tokens(qwen: TokenCounter
     assert q.prompt_tokens == sum(h.prompt_tokens for h in load.hourly)
     (row,) = load.reconciliation
     assert (row.not_billed, row.completion_missing, row.prompt_recount, row.uncertain) == (3, 1, 4, 1)
+
+
+@pytest.mark.parametrize(("raw", "want"), [(429, 429), ("503", 503), (200.0, 200), (-1, None), ("x", None),
+                                          (True, None), (1000, None), (None, None)])  # fmt: skip
+def test_a_bad_http_status_never_costs_a_record(raw: object, want: int | None, tmp_path: Path) -> None:
+    line = {"v": 1, "id": "a" * 32, "ts": TS.isoformat(), "model": "m", "http_status": raw, "status": "ok",
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2}}  # fmt: skip
+    f = tmp_path / "u.jsonl"
+    f.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    parsed = parse_day([f], DAY, "UTC")
+    assert parsed.stats.quarantined == 0 and [r.http_status for r in parsed.records] == [want]

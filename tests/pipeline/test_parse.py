@@ -7,6 +7,7 @@ import hashlib
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from llmtally.pipeline import DayParser, parse_day
 
@@ -117,3 +118,32 @@ def test_legacy_recipe_lines(tmp_path: Path) -> None:
     assert recs[0].estimated_prompt_tokens == 12 and recs[0].estimated_completion_tokens == 30
     assert recs[0].reported_prompt_tokens is None and recs[0].service == tmp_path.name
     assert parsed.stats.duplicates == 1 and parsed.stats.quarantined == 3 and parsed.stats.legacy_records == 3
+
+
+def test_loss_markers_of_the_day_are_counted_not_quarantined(tmp_path: Path) -> None:
+    def marker(rid: str, start: str, records: int, **extra: Any) -> dict[str, Any]:
+        return {"v": 1, "kind": "loss", "id": rid, "ts": start, "service": "svc", "host": "h", "pid": 1,
+                "records": records, "from": start, "to": start, "reason": "disk full", **extra}  # fmt: skip
+
+    lines = [
+        marker("m1", "2026-11-20T01:00:00+00:00", 7),
+        marker("m1", "2026-11-20T01:00:00+00:00", 7),  # the same marker again (a copied file)
+        marker("m2", "2026-11-19T23:59:59+00:00", 3, to="2026-11-20T00:00:05+00:00"),  # dated by from
+        marker("m3", "2026-11-20T02:00:00+00:00", -1),  # malformed: quarantined
+        {"v": 1, "id": "r1", "ts": "2026-11-20T03:00:00+00:00", "kind": "chat", "model": "m"},  # a record
+    ]
+    f = tmp_path / "usage-svc-h-1-20261120T000000-1.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    parser = DayParser(date(2026, 11, 20), "UTC")
+    assert [r.id for r in parser.parse([f])] == ["r1"]
+    s = parser.stats
+    assert (s.records, s.loss_markers, s.lost_records, s.duplicates, s.out_of_day, s.quarantined) == (
+        1, 1, 7, 1, 1, 1,
+    )  # fmt: skip
+    assert parser.quarantine[0].reason == "loss marker: records is not a count"
+    (e,) = parser.losses
+    assert (e.service, e.host, e.records, e.reason) == ("svc", "h", 7, "disk full")
+    assert e.first_ts == e.last_ts == datetime(2026, 11, 20, 1, tzinfo=UTC)
+    previous = DayParser(date(2026, 11, 19), "UTC")
+    list(previous.parse([f]))
+    assert previous.stats.lost_records == 3 and previous.losses[0].last_ts.day == 20

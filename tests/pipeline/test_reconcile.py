@@ -111,3 +111,39 @@ def test_aggregates_drift_and_estimate_error() -> None:
     assert load.top_requests[0].total_tokens == 123 and load.top_requests[0].tags == TAGS
     assert [(d.requests, d.total_tokens) for d in load.digests] == [(4, 123 + 120 + 20 + 14)]
     assert load.ledger is not None and load.ledger.run_id == "run-1" and load.ledger.records == 5
+
+
+def test_loss_markers_merge_into_episodes_and_count_in_quality() -> None:
+    from datetime import timedelta
+
+    from llmtally.pipeline.reconcile import merge_losses
+    from llmtally.store import LossEntry
+
+    def L(
+        start: datetime, minutes: float, records: int, reason: str = "queue full", host: str = "h"
+    ) -> LossEntry:
+        return LossEntry(DAY, "svc", host, records, start, start + timedelta(minutes=minutes), reason)
+
+    markers = [
+        L(T0, 1, 10),
+        L(T0 + timedelta(minutes=5), 1, 5),  # 4 minutes after the first ended: the same episode
+        L(T0 + timedelta(minutes=20), 0, 1),  # 14 minutes later: a new one
+        L(T0, 0, 7, reason="disk full"),
+        L(T0, 0, 2, host="h2"),
+    ]
+    merged = merge_losses(markers)
+    assert [(e.host, e.reason, e.records, e.first_ts, e.last_ts) for e in merged] == [
+        ("h", "disk full", 7, T0, T0),
+        ("h", "queue full", 15, T0, T0 + timedelta(minutes=6)),
+        ("h", "queue full", 1, T0 + timedelta(minutes=20), T0 + timedelta(minutes=20)),
+        ("h2", "queue full", 2, T0, T0),
+    ]
+    load = reconcile(
+        [R("a", usage={"prompt_tokens": 1, "completion_tokens": 1})], {}, day=DAY, losses=markers
+    )
+    assert load.quality.lost_records == 25 and load.quality.loss_markers == 5
+    assert list(load.losses) == merged
+    assert load.quality.records == 1  # losses never enter the totals
+    stats = ParseStats(records=1, loss_markers=9, lost_records=99)  # the parser counts beyond what it keeps
+    load = reconcile([R("a", usage={"prompt_tokens": 1, "completion_tokens": 1})], {}, day=DAY, stats=stats)
+    assert (load.quality.lost_records, load.quality.loss_markers) == (99, 9)

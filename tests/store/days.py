@@ -11,6 +11,7 @@ from llmtally.store import (
     DayQuality,
     HourlyRow,
     LedgerEntry,
+    LossEntry,
     PromptDigestRow,
     QuarantineEntry,
     ReconciliationRow,
@@ -104,6 +105,8 @@ def day_load(day: date, scale: int = 1, run_id: str = "run", files: int = 2) -> 
         partial_lines=1,
         recounted=5,
         unknown_model=1,
+        loss_markers=3,
+        lost_records=42,
     )
     quar = [QuarantineEntry(day, "/logs/a.jsonl", 7, "invalid JSON", "0123456789abcdef")]
     digests = [PromptDigestRow(day, "d" * 64, "chat", 2, 300, h0, h0 + timedelta(minutes=5))]
@@ -112,7 +115,13 @@ def day_load(day: date, scale: int = 1, run_id: str = "run", files: int = 2) -> 
     ledger = LedgerEntry(
         run_id, day, 2, 1234, records, 1, 1, 0, 5, {"parse": 0.5}, {"files": names}, sources=sources
     )
-    return DayLoad(day, hourly, recon, top, quality, quar, ledger, "Asia/Shanghai", digests)
+    losses = [
+        LossEntry(
+            day, "api", "web-1", 40, h0 + timedelta(hours=3), h0 + timedelta(hours=3, minutes=7), "disk full"
+        ),
+        LossEntry(day, "batch", "", 2, h0 + timedelta(hours=9), h0 + timedelta(hours=9), "queue full"),
+    ]
+    return DayLoad(day, hourly, recon, top, quality, quar, ledger, "Asia/Shanghai", digests, losses)
 
 
 def broken(load: DayLoad) -> DayLoad:

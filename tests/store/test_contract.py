@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from llmtally import ConfigError, DataQualityError, LessEvidenceError
-from llmtally.store import PostgresStore, UsageStore, Where, fold
+from llmtally import ConfigError, DataQualityError, LessEvidenceError, StorageError
+from llmtally.store import DayLoad, PostgresStore, UsageStore, Where, fold
 from tests.store.days import broken, day_load
 
 D1, D2 = date(2026, 11, 20), date(2026, 11, 21)
@@ -50,6 +50,8 @@ def test_load_and_read_back(store: UsageStore) -> None:
     assert store.quality(D1) == load.quality
     assert store.quarantine(D1) == list(load.quarantine)
     assert store.prompt_digests(D1) == list(load.digests)
+    assert store.losses(D1) == list(load.losses) and store.losses(D2) == []
+    assert store.quality(D1).lost_records == 42  # type: ignore[union-attr]
     assert store.ledger(D1) == [load.ledger]
     assert store.loaded_days(D1 - timedelta(days=3), D2) == [D1]
     assert store.quality(D2) is None and store.hourly_rows(D2) == []
@@ -94,24 +96,52 @@ def test_reload_replaces_the_day(store: UsageStore) -> None:
     ]
 
 
+def test_losses_round_trip_and_a_reload_replaces_them(store: UsageStore) -> None:
+    load = day_load(D1)
+    store.load_day(load)
+    (disk, queue) = store.losses(D1)
+    assert (disk.service, disk.host, disk.records, disk.reason) == ("api", "web-1", 40, "disk full")
+    assert disk.first_ts == load.losses[0].first_ts and disk.last_ts == load.losses[0].last_ts
+    assert disk.first_ts.utcoffset() is not None
+    assert queue == load.losses[1]
+    store.load_day(replace(day_load(D1, run_id="again"), losses=[]))  # the logs were re-read: none
+    assert store.losses(D1) == []
+    with pytest.raises(StorageError, match="another day"):
+        store.load_day(replace(day_load(D2), losses=[replace(load.losses[0], day=D1)]))
+    assert store.losses(D2) == [] and store.quality(D2) is None
+
+
+def _with_sources(load: DayLoad, sources: dict[str, int]) -> DayLoad:
+    assert load.ledger is not None
+    return replace(load, ledger=replace(load.ledger, sources=sources))
+
+
 def test_less_evidence_never_replaces_a_day(store: UsageStore) -> None:
-    full = day_load(D1, scale=3, files=3)
+    full = day_load(D1, scale=3, files=3)  # 12 records: /logs/a.jsonl 4, b 4, c 4
     store.load_day(full)
-    with pytest.raises(
-        LessEvidenceError, match=r"holds 12 records from 3 files; this run found 6 records"
-    ) as err:
+    with pytest.raises(LessEvidenceError, match=r"holds 12 records; this run found 6") as err:
         store.load_day(day_load(D1, run_id="purged", files=3))
-    assert 'force": true' in str(err.value)
-    with pytest.raises(LessEvidenceError, match=r"missing: c\.jsonl"):
-        store.load_day(day_load(D1, scale=3, run_id="unmounted", files=2))  # same records, fewer files
+    assert 'force": true' in str(err.value) and "logs/a.jsonl (4 → 2)" in str(err.value)
+    with pytest.raises(LessEvidenceError, match=r"fewer records than before: logs/c\.jsonl \(4 → 0\)"):
+        store.load_day(day_load(D1, scale=3, run_id="unmounted", files=2))  # same count, c missing
+    # one file gone and another with more records: the total holds, the lost file is still refused
+    swapped = _with_sources(day_load(D1, scale=3, run_id="swapped"), {"/logs/b.jsonl": 4, "/logs/c.jsonl": 4,
+                                                                        "/logs/d.jsonl": 4})  # fmt: skip
+    with pytest.raises(LessEvidenceError, match=r"logs/a\.jsonl \(4 → 0\)"):
+        store.load_day(swapped)
+    # the same file name in another host's folder is another file
+    other_host = _with_sources(day_load(D1, scale=3, run_id="host"), {"/h2/a.jsonl": 4, "/logs/b.jsonl": 4,
+                                                                        "/logs/c.jsonl": 4})  # fmt: skip
+    with pytest.raises(LessEvidenceError, match=r"logs/a\.jsonl"):
+        store.load_day(other_host)
     assert store.hourly_rows(D1) == sorted(full.hourly, key=lambda h: (h.hour, h.model))
     assert store.quality(D1) == full.quality
     assert [e.run_id for e in store.ledger(D1)] == ["run"]  # refused runs leave no ledger entry
-    # a file compressed after rotation is the same file
-    gz = day_load(D1, scale=3, run_id="rotated", files=3)
-    assert gz.ledger is not None
-    gz = replace(gz, ledger=replace(gz.ledger, sources={f"{k}.gz": v for k, v in gz.ledger.sources.items()}))
-    store.load_day(gz)
+    # a file compressed or rotated since is the same file
+    rotated = day_load(D1, scale=3, run_id="rotated", files=3)
+    assert rotated.ledger is not None
+    store.load_day(_with_sources(rotated, {"/logs/a.jsonl.gz": 4, "/logs/b.jsonl.1": 2, "/logs/b.jsonl": 2,
+                                           "/logs/c.jsonl": 4}))  # fmt: skip
     # forced: replaced, and the ledger says so
     store.load_day(day_load(D1, run_id="forced", files=1), force=True)
     assert store.daily_totals(D1, D1)[D1].requests == 6

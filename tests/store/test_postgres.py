@@ -43,6 +43,30 @@ def test_migrations_are_recorded_once(pg_dsn: str, pg_schema: str) -> None:
         assert daily is not None and daily[0] == 474
 
 
+def test_0003_adds_losses_to_a_database_in_use(
+    pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmtally.store._postgres as pg
+
+    monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS[:2])
+    with PostgresStore(pg_dsn, schema=pg_schema) as store, psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            f'INSERT INTO "{pg_schema}".quality (day, timezone, records, prompt_tokens, completion_tokens) '
+            "VALUES (%s, 'UTC', 5, 50, 10)",
+            (D1,),
+        )
+        conn.commit()
+        monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS)
+        assert store.migrate() == ["0003_losses"]
+        quality = store.quality(D1)
+        assert quality is not None and (quality.records, quality.lost_records, quality.loss_markers) == (
+            5,
+            0,
+            0,
+        )
+        assert store.losses(D1) == []
+
+
 def test_failure_mid_load_rolls_back(pg_dsn: str, pg_schema: str) -> None:
     with PostgresStore(pg_dsn, schema=pg_schema) as store:
         good = day_load(D1)

@@ -31,7 +31,7 @@ from .._exceptions import InputError
 from .._plain import from_plain, to_plain
 from ..pipeline.parse import ParseStats
 from ..pipeline.recount import RecountStatus
-from ..store._rows import QuarantineEntry
+from ..store._rows import LossEntry, QuarantineEntry
 
 __all__ = ["ParseIndex", "StagedRecounts", "Staging"]
 
@@ -41,12 +41,14 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True, slots=True)
 class ParseIndex:
-    """What ``parse`` stages: the run's files and record ids, the parse stats and the quarantine."""
+    """What ``parse`` stages: the run's files and record ids, the parse stats, the quarantine and the
+    day's loss markers."""
 
     files: Sequence[str]
     ids: Sequence[str]
     stats: ParseStats
     quarantine: Sequence[QuarantineEntry] = ()
+    losses: Sequence[LossEntry] = ()
 
 
 StagedRecounts = dict[str, tuple[RecountStatus, int | None, int | None, str]]

@@ -182,19 +182,28 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     parser = DayParser(_day(p), p["tz"])
     ids = [r.id for r in parser.parse(list(files["files"]))]
     stage = Staging(p["staging"])
-    stage.write(
-        "parse",
-        ParseIndex(
-            files=list(files["files"]), ids=ids, stats=parser.stats, quarantine=list(parser.quarantine)
-        ),
+    index = ParseIndex(
+        files=list(files["files"]),
+        ids=ids,
+        stats=parser.stats,
+        quarantine=list(parser.quarantine),
+        losses=list(parser.losses),
     )
+    stage.write("parse", index)
     stats = asdict(parser.stats)
     log.info(
         "parse: %(files)d files, %(lines)d lines -> %(records)d records (%(legacy_records)d legacy), "
         "%(quarantined)d quarantined, %(partial_lines)d partial lines skipped, %(duplicates)d duplicates, "
-        "%(out_of_day)d from other days",
+        "%(out_of_day)d from other days; %(loss_markers)d loss markers (%(lost_records)d records lost "
+        "by the services' loggers)",
         stats,
     )
+    if parser.stats.lost_records:
+        lost: dict[str, int] = {}
+        for e in parser.losses:
+            key = f"{e.service} ({e.reason})"
+            lost[key] = lost.get(key, 0) + e.records
+        log.warning("parse: the services' loggers lost %d records: %s", parser.stats.lost_records, lost)
     return {**stats, "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -260,6 +269,7 @@ def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
         prices=load_prices(load_config()),
         stats=index.stats,
         quarantine=index.quarantine,
+        losses=index.losses,
         run_id=p["run_id"],
         details={"recount": dict(counted)},
     )

@@ -18,12 +18,23 @@ from typing import Any, NamedTuple
 from .._exceptions import ConfigError
 from .._record import RECORD_VERSION, normalize_usage, prompt_digest
 
-__all__ = ["Pending", "TextPolicy", "build_record", "encode_records", "new_ids", "record_line"]
+__all__ = [
+    "Pending",
+    "TextPolicy",
+    "build_record",
+    "encode_records",
+    "iso_epoch",
+    "loss_line",
+    "new_ids",
+    "record_line",
+]
 
-# Keys the logger owns: extra fields passed to log() may not overwrite them.
+# Keys the logger owns: extra fields passed to log() may not overwrite them (``kind`` marks a loss
+# marker, so a caller can never make a usage record look like one).
 _RESERVED = frozenset(
-    {"v", "id", "ts", "service", "host", "pid", "text", "prompt_sha256", "prompt_chars", "completion_chars"}
-)
+    {"v", "kind", "id", "ts", "service", "host", "pid", "text", "prompt_sha256", "prompt_chars",
+     "completion_chars"}
+)  # fmt: skip
 _TEXT_KEYS = ("messages", "prompt", "completion", "reasoning")
 
 
@@ -169,7 +180,7 @@ def _tool_call_names(tool_calls: Any) -> Any:
 _iso_cache: tuple[int, str] = (-1, "")
 
 
-def _iso_epoch(t: float) -> str:
+def iso_epoch(t: float) -> str:
     """``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, cached per second."""
     global _iso_cache
     sec = int(t // 1)
@@ -185,15 +196,15 @@ def _iso_epoch(t: float) -> str:
 
 def _iso(t: Any, fallback: float) -> str:
     if t is None:
-        return _iso_epoch(fallback)
+        return iso_epoch(fallback)
     if isinstance(t, datetime):
         dt = t if t.tzinfo is not None else t.astimezone()
         return dt.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(t, int | float) and not isinstance(t, bool):
-        return _iso_epoch(float(t))
+        return iso_epoch(float(t))
     if isinstance(t, str) and t:
         return t
-    return _iso_epoch(fallback)
+    return iso_epoch(fallback)
 
 
 # prompt_digest()'s canonical JSON, used to hash and to write messages and tools with one encoding.
@@ -375,6 +386,30 @@ def encode_records(records: Sequence[dict[str, Any]]) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return ("\n".join([_dumps_ascii(r) for r in records]) + "\n").encode("ascii")
+
+
+def loss_line(
+    *,
+    rid: str,
+    at: float,
+    service: str,
+    host: str,
+    pid: int,
+    records: int,
+    first: float,
+    last: float,
+    reason: str,
+) -> str:
+    """A loss marker (see :mod:`llmtally._record`) as one JSON line, without the newline.
+
+    ``at`` is when the first of the ``records`` was lost, ``first`` and ``last`` when the earliest and
+    latest of them were logged (epoch seconds).
+    """
+    return _dumps(
+        {"v": RECORD_VERSION, "kind": "loss", "id": rid, "ts": iso_epoch(at), "service": service,
+         "host": host, "pid": pid, "records": records, "from": iso_epoch(first), "to": iso_epoch(last),
+         "reason": reason}
+    )  # fmt: skip
 
 
 def new_ids(n: int) -> list[str]:

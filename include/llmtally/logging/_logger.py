@@ -3,7 +3,14 @@
 The design follows OpenTelemetry's ``BatchProcessor``: a bounded ``deque``; one named daemon thread
 woken when a batch is full or the schedule delay passes; ``flush(timeout)``; ``close(timeout)`` that
 drains; ``atexit`` registration; re-initialisation in a forked child; arguments validated at
-construction.  :meth:`UsageLogger.log` never raises for runtime trouble and never does I/O.
+construction.  :meth:`UsageLogger.log` never raises for runtime trouble and does no I/O while the
+queue has room.
+
+Unlike OTel it does not drop by default (a usage record is a bill): a full queue hands the record to
+the caller's thread, which writes it itself (``on_full="write"``).  Whatever is still lost — the
+``drop`` policy, a failing sink beyond the queue's bound, records unwritten at close — is counted
+and written into the same log as a *loss marker* (:mod:`llmtally._record`) as soon as the sink
+accepts writes again, so the pipeline and the report see it.
 """
 
 from __future__ import annotations
@@ -17,28 +24,37 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
 from .._config import (
     ENV_LOG_DIR,
     ENV_LOG_MAX_QUEUE,
+    ENV_LOG_ON_FULL,
     ENV_LOG_TEXT,
     ENV_SERVICE,
 )
 from .._exceptions import ConfigError
-from ._build import Pending, TextPolicy, encode_records, new_ids, record_line
+from ._build import Pending, TextPolicy, encode_records, loss_line, new_ids, record_line
 from ._context import _tags
-from ._report import Reporter
+from ._report import Reporter, loss_reason
 from ._sinks import FileSink, Sink
 
-__all__ = ["LoggerStats", "UsageLogger"]
+__all__ = ["ON_FULL", "LoggerStats", "UsageLogger"]
 
 _log = logging.getLogger("llmtally.logging")
 
 DEFAULT_DIRECTORY = "logs"
+ON_FULL = ("write", "drop", "block")
+"""What :meth:`UsageLogger.log` does when the queue is full (see :class:`UsageLogger`)."""
 _HAND_OVER_S = 0.0005  # longest stretch of writer work between GIL hand-overs
+_HAND_OVER_BUSY_S = 0.0001  # ... while a caller writes a record itself (the queue is full)
+_MAX_BACKOFF_S = 30.0
+QUEUE_FULL = "queue full"
+UNWRITTEN = "unwritten at exit"
+UNSERIALISABLE = "unserialisable record"
+CLOSED = "logger closed"  # counted, never a marker: nothing writes after close
 
 
 def _hand_over() -> None:
@@ -55,11 +71,13 @@ class LoggerStats(TypedDict):
     """Counters of a :class:`UsageLogger` (since construction, or since ``fork`` in a child)."""
 
     logged: int
-    """Calls to :meth:`UsageLogger.log` (accepted or dropped)."""
+    """Calls to :meth:`UsageLogger.log` (accepted or lost)."""
     written: int
-    """Records handed to the sink successfully."""
+    """Records handed to the sink successfully (by the writer, or by a caller when the queue was full)."""
     dropped: int
-    """Records lost: queue full, logger closed, unserialisable, or still unwritten at close."""
+    """Records lost: ``on_full="drop"``, a failing sink beyond the queue's bound, unserialisable,
+    logged after close, or still unwritten at close.  All but the ``after close`` ones are written
+    down as loss markers when the sink accepts writes."""
     queued: int
     """Records accepted and not yet written (in the queue or in a batch being retried)."""
 
@@ -79,19 +97,55 @@ def _positive(name: str, value: float, kind: type = int) -> None:
         raise ConfigError(f"UsageLogger({name}=...) must be an integer, got {value!r}")
 
 
+def _span(times: Iterable[float]) -> tuple[float, float]:
+    first = last = None
+    for t in times:
+        if first is None or t < first:
+            first = t
+        if last is None or t > last:
+            last = t
+    now = time.time()
+    return (now if first is None else first), (now if last is None else last)
+
+
+class _Retry:
+    """A serialised batch the sink refused, kept for the next attempt."""
+
+    __slots__ = ("count", "data", "first", "last")
+
+    def __init__(self, data: bytes, count: int, first: float, last: float) -> None:
+        self.data, self.count, self.first, self.last = data, count, first, last
+
+
 class UsageLogger:
-    """Records LLM usage without slowing the request that logs it.
+    """Records LLM usage without slowing the request that logs it, and without losing it.
 
     ``directory`` defaults to ``$LLMTALLY_LOG_DIR`` (else ``./logs``); ``service`` to
     ``$LLMTALLY_SERVICE`` (else the program name); ``text`` (``full`` | ``hash`` | ``prefix:N``)
     to ``$LLMTALLY_LOG_TEXT`` (else ``full``).  Files are named and rotated as :class:`FileSink`
     describes; pass ``sink=`` to write elsewhere (e.g. :class:`MemorySink` in tests).
 
-    ``max_queue_size`` bounds memory (default ``$LLMTALLY_LOG_MAX_QUEUE`` or 65,536 records): when
-    full, :meth:`log` drops the record, counts it and warns once.  ``max_batch_size`` records wake the
-    writer early; otherwise it writes every ``schedule_delay`` seconds.  ``tags`` are added to every
-    record (request tags from :func:`llmtally.tags` override them).  ``retention_days`` deletes this
-    service's own log files not written to for that long (raw logs hold prompts: keep them short).
+    ``max_queue_size`` bounds memory (default ``$LLMTALLY_LOG_MAX_QUEUE`` or 65,536 records).
+    ``on_full`` (default ``$LLMTALLY_LOG_ON_FULL`` or ``"write"``) says what :meth:`log` does when
+    the queue is full:
+
+    * ``"write"``: the calling thread builds, serialises and appends that record itself (one write
+      of one line under the sink's lock; a few microseconds, plus the wait for a batch the writer
+      is appending at that moment).  Nothing is lost.
+    * ``"drop"``: the record is dropped (a fraction of a microsecond), counted, and written down as
+      a loss marker; for latency-critical callers that prefer a gap to a slower call.
+    * ``"block"``: wait up to ``block_timeout`` seconds (default 1) for room, then write inline as
+      ``"write"`` does.  Keeps the log in order under a burst; never use it on an event loop.
+
+    While the sink fails (full disk, read-only volume) the writer keeps the batch it could not write
+    and everything queued, retries with back-off and warns at most once a minute; records beyond the
+    queue's bound are lost (whatever ``on_full`` says: the caller is never made to wait on a broken
+    disk) and written down as one loss marker per reason once the sink accepts writes again.
+
+    ``max_batch_size`` records wake the writer early; otherwise it writes every ``schedule_delay``
+    seconds.  ``tags`` are added to every record (request tags from :func:`llmtally.tags` override
+    them).  ``retention_days`` deletes this service's own log files not written to for that long
+    (raw logs hold prompts: keep them short).
 
     Use one logger per process and service; it is thread-safe and ``async``-safe, closes at exit
     and starts afresh in a forked child (records queued before the fork stay the parent's).
@@ -107,6 +161,8 @@ class UsageLogger:
         max_queue_size: int | None = None,
         max_batch_size: int = 2048,
         schedule_delay: float = 1.0,
+        on_full: str | None = None,
+        block_timeout: float = 1.0,
         max_file_bytes: int = 64 * 1024 * 1024,
         rotate_seconds: float = 3600.0,
         retention_days: float | None = None,
@@ -121,10 +177,17 @@ class UsageLogger:
         _positive("max_queue_size", max_queue_size)
         _positive("max_batch_size", max_batch_size)
         _positive("schedule_delay", schedule_delay, float)
+        _positive("block_timeout", block_timeout, float)
         if max_batch_size > max_queue_size:
             raise ConfigError(
                 f"UsageLogger(max_batch_size={max_batch_size}) "
                 f"must not exceed max_queue_size={max_queue_size}"
+            )
+        policy = on_full if on_full is not None else (os.environ.get(ENV_LOG_ON_FULL) or "write")
+        if policy not in ON_FULL:
+            raise ConfigError(
+                f"UsageLogger(on_full={policy!r}) is not one of {', '.join(map(repr, ON_FULL))} "
+                f"(set it, or {ENV_LOG_ON_FULL})"
             )
         self.service = service or _default_service()
         self.policy = TextPolicy.parse(text if text is not None else os.environ.get(ENV_LOG_TEXT))
@@ -145,6 +208,8 @@ class UsageLogger:
         self.max_queue_size = max_queue_size
         self.max_batch_size = max_batch_size
         self.schedule_delay = float(schedule_delay)
+        self.on_full = policy
+        self.block_timeout = float(block_timeout)
         self._init_state()
         atexit.register(self._at_exit)
         ref = weakref.ref(self)
@@ -163,15 +228,21 @@ class UsageLogger:
         self._queue: collections.deque[Pending] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # counters and the queue's consumer side
+        self._lock = threading.Lock()  # counters, losses and the queue's consumer side
+        self._room = threading.Condition(self._lock)  # on_full="block" waits here for room
+        self._blocked = 0
         self._export_lock = threading.Lock()  # one writer at a time (thread, flush, close)
-        self._enqueue_dropped = 0  # queue full or closed
-        self._later_dropped = 0  # unbuildable, unserialisable, or unwritten at close
+        self._enqueue_dropped = 0  # lost before reaching the queue
+        self._later_dropped = 0  # taken from the queue, then lost (unserialisable, unwritten at close)
         self._taken = 0
-        self._written = 0
-        self._retry: tuple[bytes, int] | None = None
+        self._written = 0  # by the writer (or flush / close)
+        self._inline_written = 0  # by callers, the queue being full
+        self._callers_writing = 0  # callers writing a record now: the writer hands over every 0.1 ms
+        self._losses: dict[str, list[float]] = {}  # reason -> [records, lost at, first, last]
+        self._retry: _Retry | None = None
+        self._trouble: str | None = None  # the reason the sink is failing, while it fails
+        self._trouble_since = 0.0
         self._closed = False
-        self._warned_full = False
         self._report = Reporter(_log)
         self._thread = threading.Thread(
             target=self._run, name=f"llmtally-usage-writer-{self.service}", daemon=True
@@ -201,7 +272,8 @@ class UsageLogger:
         request_id: str | None = None,
         **fields: Any,
     ) -> None:
-        """Queue one usage record; returns at once (no serialising, tokenizing or I/O here).
+        """Queue one usage record; returns at once (no serialising, tokenizing or I/O here while
+        the queue has room; when it is full, see ``on_full`` in :class:`UsageLogger`).
 
         ``usage`` is what the LLM server reported (an SDK object or dict, any provider's names);
         ``estimate`` what the service itself believed (``{"prompt_tokens", "completion_tokens"}``).
@@ -211,36 +283,160 @@ class UsageLogger:
         ``error``; see :mod:`llmtally._record`).  The ``messages`` list is copied (shallowly):
         appending to it afterwards is safe, mutating its message dicts is not.
 
-        Never raises for runtime trouble: when the queue is full or the logger is closed, the
-        record is dropped and counted (``stats()["dropped"]``), with one warning.
+        Never raises for runtime trouble.  A record that cannot be kept (see :class:`UsageLogger`)
+        is counted in ``stats()["dropped"]`` and written down as a loss marker.
         """
-        queue = self._queue
-        if len(queue) >= self.max_queue_size or self._closed:
-            self._drop()
-            return
         if messages.__class__ is list:
             messages = messages.copy()
-        queue.append(
-            Pending(
-                time.time(), ts, model, messages, prompt, completion, tools, usage, estimate,
-                tags, _tags.get(), latency_ms, status, request_id, fields,
-            )
+        p = Pending(
+            time.time(), ts, model, messages, prompt, completion, tools, usage, estimate,
+            tags, _tags.get(), latency_ms, status, request_id, fields,
         )  # fmt: skip
-        if len(queue) >= self.max_batch_size and not self._wake.is_set():
-            self._wake.set()
+        queue = self._queue
+        if len(queue) < self.max_queue_size and not self._closed:
+            queue.append(p)
+            if len(queue) >= self.max_batch_size and not self._wake.is_set():
+                self._wake.set()
+            return
+        self._overflow(p)
 
-    def _drop(self) -> None:
+    def _overflow(self, p: Pending) -> None:
+        """The queue is full or the logger closed: write ``p`` here, wait for room, or lose it."""
+        try:
+            if self._closed:
+                self._lose(1, p.logged_at, p.logged_at, CLOSED, at_enqueue=True)
+                return
+            if self.on_full == "block" and self._wait_for_room(p):
+                return
+            trouble = self._trouble
+            if trouble is not None or self._closed:
+                self._lose(1, p.logged_at, p.logged_at, trouble or CLOSED, at_enqueue=True)
+            elif self.on_full == "drop":
+                self._lose(1, p.logged_at, p.logged_at, QUEUE_FULL, at_enqueue=True)
+            else:
+                self._write_inline(p)
+        except Exception as exc:  # never into the caller's request
+            self._report.error("log", exc, "a usage record could not be kept")
+
+    def _wait_for_room(self, p: Pending) -> bool:
+        """``on_full="block"``: queue ``p`` once there is room; False after ``block_timeout`` (or
+        when the sink fails or the logger closes meanwhile)."""
+        deadline = time.monotonic() + self.block_timeout
+        with self._room:
+            self._blocked += 1
+            try:
+                while self._trouble is None and not self._closed:
+                    if len(self._queue) < self.max_queue_size:
+                        self._queue.append(p)
+                        return True
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.set()
+                    self._room.wait(left)
+            finally:
+                self._blocked -= 1
+        return False
+
+    def _write_inline(self, p: Pending) -> None:
+        """Build, serialise and append one record on the caller's thread (one write, sink lock)."""
         with self._lock:
-            self._enqueue_dropped += 1
-            first = not self._warned_full
-            self._warned_full = True
-        if first:
-            why = "is closed" if self._closed else f"is full ({self.max_queue_size} records)"
-            _log.warning(
-                "llmtally usage logger %r %s: dropping records (counted in stats()['dropped']); "
-                "the disk may be slow or the service logs faster than it can write",
+            self._callers_writing += 1
+        try:
+            self._build_and_write(p)
+        finally:
+            with self._lock:
+                self._callers_writing -= 1
+
+    def _build_and_write(self, p: Pending) -> None:
+        try:
+            line, rec = self._line(p, new_ids(1)[0])
+            try:
+                data = (line + "\n").encode("utf-8")
+            except UnicodeEncodeError:
+                data = encode_records([rec])
+        except Exception as exc:
+            self._report.error("build", exc, "a usage record could not be serialised; dropped")
+            self._lose(1, p.logged_at, p.logged_at, UNSERIALISABLE, at_enqueue=True)
+            return
+        try:
+            self.sink.write_batch(data, 1)
+        except Exception as exc:
+            reason = self._failed(exc)
+            self._lose(1, p.logged_at, p.logged_at, reason, at_enqueue=True)
+            return
+        with self._lock:
+            self._inline_written += 1
+
+    def _lose(self, n: int, first: float, last: float, reason: str, *, at_enqueue: bool) -> None:
+        """Count ``n`` lost records (logged between ``first`` and ``last``) under ``reason``."""
+        if n <= 0:
+            return
+        with self._lock:
+            if at_enqueue:
+                self._enqueue_dropped += n
+            else:
+                self._later_dropped += n
+            if reason != CLOSED:
+                loss = self._losses.get(reason)
+                if loss is None:
+                    self._losses[reason] = [n, time.time(), first, last]
+                else:
+                    loss[0] += n
+                    loss[2] = min(loss[2], first)
+                    loss[3] = max(loss[3], last)
+        if reason == CLOSED:
+            self._report.warn(
+                reason,
+                "usage logger %r is closed: records logged after close() are dropped (counted in "
+                "stats()['dropped'])",
                 self.service,
-                why,
+            )
+        elif reason == QUEUE_FULL:
+            self._report.warn(
+                reason,
+                "usage logger %r: the queue is full (%d records): dropping records (on_full='drop'); "
+                "counted in stats()['dropped'] and written to the log as a loss marker",
+                self.service,
+                self.max_queue_size,
+            )
+        else:
+            self._report.warn(
+                reason,
+                "usage logger %r is losing records (%s): the sink is failing and the queue (%d records) "
+                "is full; they are counted in stats()['dropped'] and written to the log as a loss "
+                "marker when the sink works again",
+                self.service,
+                reason,
+                self.max_queue_size,
+            )
+
+    def _failed(self, exc: BaseException) -> str:
+        """The sink refused a write: remember why (callers stop trying meanwhile); warn rarely."""
+        reason = loss_reason(exc)
+        with self._lock:
+            if self._trouble is None:
+                self._trouble_since = time.monotonic()
+            self._trouble = reason
+            if self._blocked:
+                self._room.notify_all()
+        self._report.error("write", exc, "usage records could not be written; kept and retried")
+        return reason
+
+    def _recovered(self) -> None:
+        with self._lock:
+            was, self._trouble = self._trouble, None
+            queued = len(self._queue)
+            lasted = time.monotonic() - self._trouble_since
+        if was is not None:
+            self._report.warn(
+                "recovered",
+                "usage logger %r: the sink accepts writes again after %.0f s (%s); writing the %d "
+                "records kept and the loss markers",
+                self.service,
+                lasted,
+                was,
+                queued,
             )
 
     # -- the writer --------------------------------------------------------------------------------
@@ -258,7 +454,7 @@ class UsageLogger:
                 backoff = self.schedule_delay
             else:  # the sink failed: retry the same batch later, without spinning
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     def _take(self, n: int) -> list[Pending]:
         queue = self._queue
@@ -266,11 +462,15 @@ class UsageLogger:
             k = min(n, len(queue))
             batch = [queue.popleft() for _ in range(k)]
             self._taken += k
+            if self._blocked:
+                self._room.notify_all()
         return batch
 
     def _export(self, deadline: float | None) -> bool:
-        """Write everything queued now (caller holds the export lock); False if not all written."""
-        if self._retry is not None and not self._write(*self._retry):
+        """Write everything queued now, and the loss markers (caller holds the export lock); False
+        if not all written."""
+        retry = self._retry
+        if retry is not None and not self._write(retry.data, retry.count, retry.first, retry.last):
             return False
         while self._queue:
             if deadline is not None and time.monotonic() > deadline:
@@ -279,39 +479,50 @@ class UsageLogger:
             if not batch:
                 break
             data, count = self._serialise(batch)
-            if count and not self._write(data, count):
+            first, last = _span(p.logged_at for p in batch)
+            if not self._write(data, count, first, last):
                 return False
+        if self._losses:
+            return self._write(b"", 0, 0.0, 0.0)
         return True
+
+    def _with_defaults(self, p: Pending) -> Pending:
+        if self.default_tags:
+            return p._replace(context_tags={**self.default_tags, **p.context_tags})
+        return p
+
+    def _line(self, p: Pending, rid: str) -> tuple[str, dict[str, Any]]:
+        return record_line(
+            self._with_defaults(p), rid=rid, service=self.service, host=self.host, pid=self.pid,
+            policy=self.policy,
+        )  # fmt: skip
 
     def _serialise(self, batch: list[Pending]) -> tuple[bytes, int]:
         """Build and encode a batch in small chunks, handing the GIL over between chunks."""
         chunks: list[bytes] = []
         lines: list[str] = []
         records: list[dict[str, Any]] = []
+        bad: list[float] = []
         written = 0
         perf_counter = time.perf_counter
-        next_hand_over = perf_counter() + _HAND_OVER_S
+        handed_over = perf_counter()
         for rid, p in zip(new_ids(len(batch)), batch, strict=True):
-            if self.default_tags:
-                p = p._replace(context_tags={**self.default_tags, **p.context_tags})
             try:
-                line, rec = record_line(
-                    p, rid=rid, service=self.service, host=self.host, pid=self.pid, policy=self.policy
-                )
+                line, rec = self._line(p, rid)
             except Exception as exc:  # unbuildable or unserialisable (e.g. a circular reference)
                 self._report.error("build", exc, "a usage record could not be serialised; dropped")
+                bad.append(p.logged_at)
                 continue
             lines.append(line)
             records.append(rec)
-            if perf_counter() >= next_hand_over:
+            busy = perf_counter() - handed_over
+            if busy >= _HAND_OVER_S or (busy >= _HAND_OVER_BUSY_S and self._callers_writing):
                 written += self._encode_chunk(lines, records, chunks)
                 _hand_over()
-                next_hand_over = perf_counter() + _HAND_OVER_S
+                handed_over = perf_counter()
         written += self._encode_chunk(lines, records, chunks)
-        bad = len(batch) - written
         if bad:
-            with self._lock:
-                self._later_dropped += bad
+            self._lose(len(bad), min(bad), max(bad), UNSERIALISABLE, at_enqueue=False)
         return b"".join(chunks), written
 
     @staticmethod
@@ -326,22 +537,56 @@ class UsageLogger:
             records.clear()
         return n
 
-    def _write(self, data: bytes, count: int) -> bool:
+    def _take_markers(self) -> tuple[bytes, dict[str, list[float]]]:
+        with self._lock:
+            if not self._losses:
+                return b"", {}
+            losses, self._losses = self._losses, {}
+        ids = new_ids(len(losses))
+        lines = [
+            loss_line(rid=rid, at=at, service=self.service, host=self.host, pid=self.pid,
+                      records=int(n), first=first, last=last, reason=reason)
+            for rid, (reason, (n, at, first, last)) in zip(ids, losses.items(), strict=True)
+        ]  # fmt: skip
+        return ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"), losses
+
+    def _put_back(self, losses: dict[str, list[float]]) -> None:
+        with self._lock:
+            for reason, (n, at, first, last) in losses.items():
+                loss = self._losses.get(reason)
+                if loss is None:
+                    self._losses[reason] = [n, at, first, last]
+                else:
+                    loss[0] += n
+                    loss[1] = min(loss[1], at)
+                    loss[2] = min(loss[2], first)
+                    loss[3] = max(loss[3], last)
+
+    def _write(self, data: bytes, count: int, first: float, last: float) -> bool:
+        """Append the pending loss markers and ``data`` (``count`` records) in one write."""
+        markers, losses = self._take_markers()
+        if not markers and not count:
+            return True
         try:
-            self.sink.write_batch(data, count)
+            self.sink.write_batch(markers + data, count + len(losses))
         except Exception as exc:
-            self._retry = (data, count)
-            self._report.error("write", exc, "usage records could not be written; will retry")
+            self._put_back(losses)
+            if count:
+                self._retry = _Retry(data, count, first, last)
+            self._failed(exc)
             return False
         self._retry = None
         with self._lock:
             self._written += count
+        if self._trouble is not None:
+            self._recovered()
         return True
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Write everything logged so far; True when all of it was written within ``timeout``."""
+        """Write everything logged so far (and pending loss markers); True when all of it was
+        written within ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._export_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             return False
@@ -353,13 +598,17 @@ class UsageLogger:
     def close(self, timeout: float | None = 30.0) -> bool:
         """Stop the writer after writing what is queued; True when nothing was lost.
 
-        Idempotent.  Records still unwritten after ``timeout`` are counted as dropped.  Registered
-        with :mod:`atexit`; later :meth:`log` calls drop (and count) their records.
+        Idempotent.  Records still unwritten after ``timeout`` (or because the sink fails) are
+        counted as dropped and written down as one loss marker (``unwritten at exit``) in one last
+        attempt; when even that fails, an error is logged and ``stats()`` is their only trace.
+        Registered with :mod:`atexit`; later :meth:`log` calls drop (and count) their records.
         """
         if self._closed:
             return self.stats()["queued"] == 0
         self._closed = True
         atexit.unregister(self._at_exit)
+        with self._lock:
+            self._room.notify_all()
         self._stop.set()
         self._wake.set()
         start = time.monotonic()
@@ -368,15 +617,7 @@ class UsageLogger:
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         ok = self.flush(left)
         if not ok:
-            with self._lock:
-                lost = len(self._queue)
-                self._queue.clear()
-                self._taken += lost
-                if self._retry is not None:
-                    lost += self._retry[1]
-                    self._retry = None
-                self._later_dropped += lost
-            _log.warning("llmtally usage logger %r: %d records not written at close", self.service, lost)
+            self._abandon_unwritten()
         if self._export_lock.acquire(timeout=0 if not ok else -1):
             try:
                 self.sink.close()
@@ -385,6 +626,44 @@ class UsageLogger:
             finally:
                 self._export_lock.release()
         return ok
+
+    def _abandon_unwritten(self) -> None:
+        """At close: count what is still unwritten as lost, and try once to write its marker."""
+        with self._lock:
+            pending = list(self._queue)
+            self._queue.clear()
+            self._taken += len(pending)
+            retry, self._retry = self._retry, None
+        times = [p.logged_at for p in pending]
+        if retry is not None:
+            times += [retry.first, retry.last]
+        lost = len(pending) + (retry.count if retry is not None else 0)
+        if lost:
+            first, last = _span(times)
+            self._lose(lost, first, last, UNWRITTEN, at_enqueue=False)
+        marked = False
+        if self._export_lock.acquire(timeout=0.2):  # a writer still busy writes the markers itself
+            try:
+                marked = self._write(b"", 0, 0.0, 0.0)
+            finally:
+                self._export_lock.release()
+        if marked:
+            if lost:
+                _log.warning(
+                    "llmtally usage logger %r: %d records not written at close; a loss marker says so",
+                    self.service,
+                    lost,
+                )
+            return
+        with self._lock:
+            unmarked = int(sum(loss[0] for loss in self._losses.values()))
+        _log.error(
+            "llmtally usage logger %r: %d records not written at close, and no loss marker could be "
+            "written for %d lost records: this message and stats() are their only trace",
+            self.service,
+            lost,
+            unmarked,
+        )
 
     def _at_exit(self) -> None:
         self.close(timeout=5.0)
@@ -396,11 +675,11 @@ class UsageLogger:
         """
         with self._lock:
             queued = len(self._queue)
-            taken, written = self._taken, self._written
+            taken, written, inline = self._taken, self._written, self._inline_written
             dropped_now, dropped_later = self._enqueue_dropped, self._later_dropped
         return LoggerStats(
-            logged=taken + queued + dropped_now,
-            written=written,
+            logged=taken + queued + dropped_now + inline,
+            written=written + inline,
             dropped=dropped_now + dropped_later,
             queued=queued + taken - written - dropped_later,
         )

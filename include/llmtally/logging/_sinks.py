@@ -1,6 +1,8 @@
 """Where a :class:`UsageLogger` writes: rotated JSON Lines files, or memory (tests).
 
-A sink receives complete JSON Lines batches from the logger's writer thread only.
+A sink receives complete JSON Lines batches from the logger's writer thread and, when the logger's
+queue is full, single records from the threads that call :meth:`UsageLogger.log`: it must be
+thread-safe and append each batch whole (never interleaved with another).
 """
 
 from __future__ import annotations
@@ -24,16 +26,20 @@ __all__ = ["FileSink", "MemorySink", "Sink", "log_file_name"]
 
 @runtime_checkable
 class Sink(Protocol):
-    """Receives serialised batches from the writer thread."""
+    """Receives serialised batches (from several threads: see the module docstring)."""
 
     def write_batch(self, data: bytes, count: int) -> None:
-        """Persist ``count`` complete JSON lines (``data`` ends with a newline); raise on failure."""
+        """Persist ``count`` complete JSON lines (``data`` ends with a newline) as one unit, never
+        interleaved with another batch; raise on failure (``OSError`` with its ``errno`` names the
+        reason of a loss marker: ``ENOSPC`` is "disk full", ``EROFS`` "read-only")."""
 
     def close(self) -> None:
         """Release files; later writes may reopen."""
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+_KEEP_ON = frozenset(c for c in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if c is not None)
+"""Errors after which a file that took nothing of the batch is kept for the retry (disk full)."""
 
 
 def _safe(part: str) -> str:
@@ -54,10 +60,14 @@ class FileSink:
     """Append-only JSON Lines files, one per process and period, rotated by size and time.
 
     Each batch goes to the file with a single ``os.write`` of complete lines on an ``O_APPEND``
-    descriptor, so a reader sees whole lines or a trailing partial line (never a half line followed by
-    more data).  After a failed or short write the file is abandoned and the next batch opens a new
-    one, so a partial line can only ever be the last line of a file.  A child process (after
-    ``fork``) opens its own files.
+    descriptor, under a lock held from the rotation check to the end of the write, so batches from
+    the writer thread and from callers (a full queue) never interleave, and a reader sees whole
+    lines or a trailing partial line (never a half line followed by more data).  A short write is
+    completed by further writes; if that fails too (the disk filled up in mid-batch) the file is
+    abandoned and the next batch opens a new one, so a partial line can only ever be the last line
+    of a file.  A write that fails having written nothing keeps the file when the disk is full (so a
+    long outage does not leave a trail of files) and abandons it otherwise; an abandoned file that
+    holds nothing is removed.  A child process (after ``fork``) opens its own files.
 
     ``rotate_seconds`` cuts files at multiples of that period (UTC, default one hour), so one file
     never spans two days in any whole-hour time zone.  Files are created with mode ``0o640``: raw logs
@@ -136,6 +146,17 @@ class FileSink:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def _retire(self) -> None:
+        """Close the current file; remove it when nothing was ever written to it (a file opened for a
+        write that failed)."""
+        if self._fd is None:
+            return
+        empty = self._size == 0
+        self._close_file()
+        if empty and self._path is not None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+
     def write_batch(self, data: bytes, count: int) -> None:
         """Append ``data`` (complete lines) to the current file, rotating first when due."""
         with self._lock:
@@ -147,16 +168,22 @@ class FileSink:
                 int(now // self.rotate_seconds) != self._period
                 or (self._size > 0 and self._size + len(data) > self.max_bytes)
             ):
-                self._close_file()
+                self._retire()
                 fd = None
             if fd is None:
                 fd = self._open(now)
+            written = 0
             try:
                 written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
-            except OSError:
-                self._close_file()  # a partial line stays the last line of this file
+                while written < len(data):  # a short write: the rest, or the errno of what stops it
+                    n = os.write(fd, memoryview(data)[written:])
+                    if n <= 0:
+                        raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
+                    written += n
+            except OSError as exc:
+                self._size += written
+                if written or exc.errno not in _KEEP_ON:
+                    self._retire()  # a partial line stays the last line of this file
                 raise
             self._size += written
 
@@ -164,7 +191,7 @@ class FileSink:
         """Close the current file; the next batch opens a new one."""
         with self._lock:
             if self._pid == os.getpid():
-                self._close_file()
+                self._retire()
             else:
                 self._reset()
 

@@ -7,10 +7,10 @@
     from llmtally.pricing import load_prices
 
     files = collect(day=day, tz=tz)                          # LLMTALLY_LOG_DIRS
-    parsed = parse_day(files.paths, day, tz)                 # records, stats, quarantine
+    parsed = parse_day(files.paths, day, tz)                 # records, stats, quarantine, losses
     counts = recount(parsed.records, load_tokenizer)         # exact counts, per record id
     load = reconcile(parsed.records, counts, day=day, tz=tz, prices=load_prices(config),
-                     stats=parsed.stats, quarantine=parsed.quarantine)
+                     stats=parsed.stats, quarantine=parsed.quarantine, losses=parsed.losses)
     store.load_day(load)                                     # replaces day D atomically
 """
 

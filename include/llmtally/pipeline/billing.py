@@ -8,8 +8,9 @@ what it bills, and each billed number says where it came from (:data:`~llmtally.
 ==============  ===================================================  ===================================
 outcome         prompt and completion billed                         stop token in the completion recount
 ==============  ===================================================  ===================================
-``ok``          reported usage, else the exact recount, else the     when a stop was generated
-                service's estimate, else 0 (``missing``)             (``finish_reason`` ``stop``/none)
+``ok``          reported usage, else the exact recount, else the     when a stop was generated (any
+                service's estimate, else 0 (``missing``)             ``finish_reason`` but ``length``,
+                                                                     an abort, a filter, an error)
 ``abandoned``   as ``ok``: the prompt, and the completion tokens     never (the client stopped reading)
                 actually delivered
 ``timeout``     reported usage, else the recount (or estimate) of    never
@@ -19,8 +20,8 @@ outcome         prompt and completion billed                         stop token 
 ``other``       any other status: billed as ``ok`` (never dropped)   as ``ok``
 ==============  ===================================================  ===================================
 
-A record without ``status`` (older loggers, legacy lines) is ``ok``; ``http_status`` >= 400 without
-a status is ``error``.  Failed calls always count as requests, per outcome and HTTP status.
+A record without ``status`` (older loggers, legacy lines) is ``ok``; ``http_status`` >= 400 with
+no status or an unknown one is ``error``.  Failed calls always count as requests, per outcome and HTTP status.
 """
 
 from __future__ import annotations
@@ -37,28 +38,37 @@ if TYPE_CHECKING:
 __all__ = ["Billed", "billed", "outcome", "stop_generated"]
 
 _KNOWN = frozenset({"ok", "error", "timeout", "abandoned"})
-_ALIASES = {"success": "ok", "failed": "error", "failure": "error", "cancelled": "abandoned",
-            "canceled": "abandoned", "aborted": "abandoned"}  # fmt: skip
-_STOPPED = frozenset({"stop", "eos", "end_turn", "stop_sequence", "tool_calls", "function_call"})
+_ALIASES = {"success": "ok", "failed": "error", "failure": "error", "rate_limited": "error",
+            "cancelled": "abandoned", "canceled": "abandoned", "aborted": "abandoned",
+            "timed_out": "timeout", "deadline_exceeded": "timeout"}  # fmt: skip
+# finish reasons after which no stop token was generated (anything else: a stop was)
+_NOT_STOPPED = frozenset({"length", "max_tokens", "abort", "aborted", "cancelled", "canceled",
+                          "content_filter", "error", "timeout"})  # fmt: skip
 
 
 def outcome(status: str | None, http_status: int | None = None) -> str:
-    """The billing outcome of a record: ``ok`` | ``error`` | ``timeout`` | ``abandoned`` | ``other``."""
+    """The billing outcome of a record: ``ok`` | ``error`` | ``timeout`` | ``abandoned`` | ``other``.
+
+    An unknown status with an HTTP status >= 400 is an ``error``; any other unknown one ``other``.
+    """
     if status in _KNOWN:  # what the logger writes: the fast path
         return status
+    failed = http_status is not None and http_status >= 400
     if not status:
-        return "error" if http_status is not None and http_status >= 400 else "ok"
+        return "error" if failed else "ok"
     s = status.strip().lower()
     s = _ALIASES.get(s, s)
-    return s if s in _KNOWN else "other"
+    if s in _KNOWN:
+        return s
+    return "error" if failed else "other"
 
 
 def stop_generated(rec: UsageRecord) -> bool:
     """Whether the engine generated (and billed) a stop token: a call that ended normally, not by
-    the length limit, an abort, an error or a timeout."""
+    the length limit, an abort, a filter, an error or a timeout."""
     if outcome(rec.status, rec.http_status) not in ("ok", "other"):
         return False
-    return rec.finish_reason is None or rec.finish_reason in _STOPPED
+    return rec.finish_reason is None or rec.finish_reason.strip().lower() not in _NOT_STOPPED
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
 """Stream a day's usage records out of raw log files (JSON Lines and the common recipe's lines).
 
 Every line is accounted for in :class:`ParseStats`: a record of day D (its ``ts`` in the configured
-time zone), a record of another day, a duplicate of a record already taken (same ``id``), a blank
-line, a trailing partial line (a file that does not end in a newline: still being written or cut by
-a crash; skipped and counted, re-read by a later run), or a malformed line, which goes to the
-quarantine with its source, line number, a reason and a truncated SHA-256 of its bytes — never its
-text.
+time zone), a loss marker of day D (``"kind": "loss"``, dated by its ``from``: what a service's
+logger lost and wrote down; counted, kept in :attr:`DayParser.losses`, never a record), a record or
+marker of another day, a duplicate of one already taken (same ``id``), a blank line, a trailing
+partial line (a file that does not end in a newline: still being written or cut by a crash; skipped
+and counted, re-read by a later run), or a malformed line, which goes to the quarantine with its
+source, line number, a reason and a truncated SHA-256 of its bytes — never its text.
 
 Legacy lines (``2026-11-20 10:00:00,123 - {'prompt': ..., 'prompt_tokens': ..., ...}``) are read with
 :func:`ast.literal_eval` (literals only, nothing is executed).  Their ``timestamp`` (epoch seconds or
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo
 from .._config import DEFAULT_TIMEZONE
 from .._record import normalize_usage, prompt_digest
 from .._time import day_bounds
-from ..store._rows import QuarantineEntry
+from ..store._rows import LossEntry, QuarantineEntry
 from .record import UsageRecord
 
 __all__ = ["DayParser", "ParseStats", "ParsedDay", "parse_day"]
@@ -64,9 +65,10 @@ class _Bad(Exception):
 @dataclass
 class ParseStats:
     """Line accounting for one parse: every line read lands in exactly one of ``records``,
-    ``out_of_day``, ``duplicates``, ``partial_lines``, ``blank_lines`` and ``quarantined`` (which also
-    counts unreadable or truncated files).  ``bytes`` counts the bytes of the lines read
-    (decompressed for gzip files)."""
+    ``loss_markers``, ``out_of_day``, ``duplicates``, ``partial_lines``, ``blank_lines`` and
+    ``quarantined`` (which also counts unreadable or truncated files).  ``bytes`` counts the bytes of
+    the lines read (decompressed for gzip files).  ``lost_records`` sums the ``records`` the day's
+    loss markers say were lost."""
 
     files: int = 0
     bytes: int = 0
@@ -78,17 +80,20 @@ class ParseStats:
     partial_lines: int = 0
     blank_lines: int = 0
     quarantined: int = 0
+    loss_markers: int = 0
+    lost_records: int = 0
 
 
 @dataclass
 class ParsedDay:
-    """A day's records (materialised), with the stats and quarantine of the parse."""
+    """A day's records (materialised), with the stats, quarantine and loss markers of the parse."""
 
     day: date
     timezone: str
     records: list[UsageRecord]
     stats: ParseStats
     quarantine: list[QuarantineEntry] = field(default_factory=list)
+    losses: list[LossEntry] = field(default_factory=list)
 
 
 def _sha(raw: bytes) -> str:
@@ -103,6 +108,20 @@ def _int_or_none(value: Any, name: str) -> int | None:
     return value
 
 
+def _http_status(value: Any) -> int | None:
+    """An HTTP status (100-599) from an int, an integral float or digits; anything else ``None``.
+
+    Never a reason to quarantine: the record's usage is billed whatever this field holds.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and 100 <= value <= 599 else None
+
+
 def _counts(value: Any, name: str) -> dict[str, int | None] | None:
     if value is None:
         return None
@@ -114,10 +133,22 @@ def _counts(value: Any, name: str) -> dict[str, int | None] | None:
     return counts
 
 
-class DayParser:
-    """Parses files for the records of one day; collects :attr:`stats` and :attr:`quarantine`.
+def _object(line: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        raise _Bad("invalid JSON") from None
+    if not isinstance(obj, dict):
+        raise _Bad("not a JSON object")
+    return obj
 
-    ``max_quarantine`` bounds the entries kept in memory (all are counted).
+
+class DayParser:
+    """Parses files for the records of one day; collects :attr:`stats`, :attr:`quarantine` and
+    :attr:`losses` (one :class:`LossEntry` per loss marker, in file order).
+
+    ``max_quarantine`` bounds the quarantine entries and the loss entries kept in memory (all are
+    counted).
     """
 
     def __init__(self, day: date, tz: str = DEFAULT_TIMEZONE, *, max_quarantine: int = 100_000) -> None:
@@ -130,6 +161,7 @@ class DayParser:
         self._max_quarantine = max_quarantine
         self.stats = ParseStats()
         self.quarantine: list[QuarantineEntry] = []
+        self.losses: list[LossEntry] = []
 
     def parse(self, files: Iterable[str | PathLike[str]]) -> Iterator[UsageRecord]:
         """Records of the day from ``files``, in file order, each id once."""
@@ -174,7 +206,11 @@ class DayParser:
         try:
             line = text.decode("utf-8")
             if line.startswith("{"):
-                rec = self._json(line, source, lineno)
+                obj = _object(line)
+                if obj.get("kind") == "loss":
+                    self._loss(obj)
+                    return None
+                rec = self._json(obj, source, lineno)
             else:
                 rec = self._legacy(line, source, lineno, path)
         except _Bad as exc:
@@ -211,13 +247,39 @@ class DayParser:
             raise _Bad("ts is not an ISO 8601 timestamp") from None
         raise _Bad("ts is missing")
 
-    def _json(self, line: str, source: str, lineno: int) -> UsageRecord:
+    def _loss(self, obj: dict[str, Any]) -> None:
+        """A loss marker: counted and kept when it belongs to the day (by ``from``)."""
+        rid = obj.get("id")
+        if not isinstance(rid, str) or not _ID.fullmatch(rid):
+            raise _Bad("loss marker: missing or invalid id")
+        records = obj.get("records")
+        if isinstance(records, bool) or not isinstance(records, int) or records < 0:
+            raise _Bad("loss marker: records is not a count")
+        for key in ("service", "host", "reason"):
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise _Bad(f"loss marker: {key} is not a string")
         try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):
-            raise _Bad("invalid JSON") from None
-        if not isinstance(obj, dict):
-            raise _Bad("not a JSON object")
+            first = self._ts(obj.get("from", obj.get("ts")))
+            last = self._ts(obj["to"]) if obj.get("to") is not None else first
+        except _Bad:
+            raise _Bad("loss marker: from or to is not an ISO 8601 timestamp") from None
+        if not self._start <= first < self._end:
+            self.stats.out_of_day += 1
+            return
+        if rid in self._seen:
+            self.stats.duplicates += 1
+            return
+        self._seen.add(rid)
+        self.stats.loss_markers += 1
+        self.stats.lost_records += records
+        if len(self.losses) < self._max_quarantine:
+            entry = LossEntry(
+                self.day, obj.get("service") or "", obj.get("host") or "", records, first, max(first, last),
+                obj.get("reason") or "unknown",
+            )  # fmt: skip
+            self.losses.append(entry)
+
+    def _json(self, obj: dict[str, Any], source: str, lineno: int) -> UsageRecord:
         rid = obj.get("id")
         if not isinstance(rid, str) or not _ID.fullmatch(rid):
             raise _Bad("missing or invalid id")
@@ -269,7 +331,7 @@ class DayParser:
             status=obj.get("status"),
             finish_reason=obj.get("finish_reason"),
             error=obj.get("error"),
-            http_status=_int_or_none(obj.get("http_status"), "http_status"),
+            http_status=_http_status(obj.get("http_status")),
         )
 
     def _legacy(self, line: str, source: str, lineno: int, path: Path) -> UsageRecord:
@@ -318,4 +380,4 @@ def parse_day(files: Iterable[str | PathLike[str]], day: date, tz: str = DEFAULT
     """Parse ``files`` for ``day`` and keep every record in memory (see :class:`DayParser`)."""
     parser = DayParser(day, tz)
     records = list(parser.parse(files))
-    return ParsedDay(day, tz, records, parser.stats, parser.quarantine)
+    return ParsedDay(day, tz, records, parser.stats, parser.quarantine, parser.losses)

@@ -28,6 +28,7 @@ from ..store._rows import (
     DayQuality,
     HourlyRow,
     LedgerEntry,
+    LossEntry,
     PromptDigestRow,
     QuarantineEntry,
     ReconciliationRow,
@@ -38,7 +39,7 @@ from .parse import ParseStats
 from .record import UsageRecord
 from .recount import Recount
 
-__all__ = ["Billed", "billed", "reconcile"]
+__all__ = ["LOSS_GAP", "Billed", "billed", "merge_losses", "reconcile"]
 
 _NONE = Recount("not_recountable")
 _CENT12 = Decimal("1e-12")  # the store keeps money as numeric(30, 12)
@@ -73,27 +74,56 @@ _COMPLETION_SOURCE = {s: f"completion_{s}" for s in SOURCES[:4]}
 _RECOUNT_STATUS = {"not_recountable": "not_recountable", "unknown_model": "unknown_model",
                    "error": "recount_errors"}  # fmt: skip
 _GRADED = frozenset({"reported", "recount"})
+LOSS_GAP = timedelta(minutes=5)
+"""Loss markers of one service, host and reason this close in time are one episode (one row)."""
+
+
+def merge_losses(entries: Iterable[LossEntry], gap: timedelta = LOSS_GAP) -> list[LossEntry]:
+    """One :class:`LossEntry` per service, host, reason and episode: markers whose windows overlap or
+    lie within ``gap`` of each other are summed (a logger dropping under a long overload writes a
+    marker per batch; one row says it).  Sorted by service, host, start and reason."""
+    out: list[LossEntry] = []
+    for e in sorted(entries, key=lambda e: (e.service, e.host, e.reason, e.first_ts, e.last_ts)):
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and (prev.service, prev.host, prev.reason, prev.day) == (e.service, e.host, e.reason, e.day)
+            and e.first_ts <= prev.last_ts + gap
+        ):
+            out[-1] = LossEntry(
+                prev.day, prev.service, prev.host, prev.records + e.records, prev.first_ts,
+                max(prev.last_ts, e.last_ts), prev.reason,
+            )  # fmt: skip
+        else:
+            out.append(e)
+    return sorted(out, key=lambda e: (e.service, e.host, e.first_ts, e.reason))
 
 
 class _Hours:
-    """``local_hour`` memoised per UTC quarter-hour (exact for zones whose offsets are multiples of
-    15 minutes, i.e. every zone in use today; other offsets are computed per record)."""
+    """``local_hour`` memoised per UTC quarter-hour where that is exact: the zone's offset is a
+    multiple of 15 minutes and the same at both ends of the quarter (no transition inside it);
+    elsewhere (rare historic offsets and transitions) it is computed per record."""
 
-    __slots__ = ("_memo", "tz")
+    __slots__ = ("_memo", "_zone", "tz")
 
     def __init__(self, tz: str) -> None:
         self.tz = tz
+        self._zone = zone(tz)
         self._memo: dict[datetime, datetime] = {}
 
     def __call__(self, ts: datetime) -> datetime:
         q = ts.replace(minute=ts.minute - ts.minute % 15, second=0, microsecond=0)
         hit = self._memo.get(q)
         if hit is None:
-            offset = q.astimezone(zone(self.tz)).utcoffset() or timedelta(0)
-            if offset % timedelta(minutes=15):
+            offset = q.astimezone(self._zone).utcoffset() or timedelta(0)
+            end = (q + _QUARTER - _TICK).astimezone(self._zone).utcoffset() or timedelta(0)
+            if offset % _QUARTER or end != offset:
                 return local_hour(ts, self.tz)
             hit = self._memo[q] = local_hour(q, self.tz)
         return hit
+
+
+_QUARTER, _TICK = timedelta(minutes=15), timedelta(microseconds=1)
 
 
 class _Recon:
@@ -197,6 +227,7 @@ def reconcile(
     prices: PriceBook | None = None,
     stats: ParseStats | None = None,
     quarantine: Sequence[QuarantineEntry] = (),
+    losses: Sequence[LossEntry] = (),
     top_n: int = 100,
     run_id: str | None = None,
     durations: Mapping[str, float] | None = None,
@@ -206,8 +237,10 @@ def reconcile(
 
     ``quality.records`` is the parser's count (``stats.records``), so the store's post-load check
     catches records lost between parse and load.  ``recounts`` maps record ids to :func:`recount`
-    results (a missing id counts as not recountable).  ``stats`` and ``quarantine`` come from the
-    parse; ``run_id``, ``durations`` and ``details`` go to the ledger entry.
+    results (a missing id counts as not recountable).  ``stats``, ``quarantine`` and ``losses`` (the
+    day's loss markers, merged by :func:`merge_losses`) come from the parse; ``quality.lost_records``
+    is the parser's count of lost records (the markers' sum without ``stats``).  ``run_id``,
+    ``durations`` and ``details`` go to the ledger entry.
     """
     hourly: dict[tuple[Any, ...], list[int]] = {}
     costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
@@ -273,7 +306,9 @@ def reconcile(
     hourly_rows = [_hourly_row(day, k, v, costs.get(k)) for k, v in sorted(hourly.items())]
     top = [_top_request(day, rank, rec, b) for rank, (_, _, rec, b) in enumerate(_top(cands, top_n), start=1)]
     recon_rows = [g.row(day, k) for k, g in sorted(recon.items())]
-    st = stats or ParseStats(records=totals[0])
+    st = stats or ParseStats(
+        records=totals[0], loss_markers=len(losses), lost_records=sum(e.records for e in losses)
+    )
     counts = {name: sum(getattr(r, name) for r in recon_rows) for name in _RECON_COUNTS}
     quality = DayQuality(
         day, records=st.records, prompt_tokens=totals[1], completion_tokens=totals[2], files=st.files,
@@ -285,7 +320,8 @@ def reconcile(
         **{k: counts[k] for k in _RECON_COUNTS if k.startswith(("prompt_", "completion_"))
            and not k.endswith("_tokens")},
         not_billed=counts["not_billed"], uncertain=counts["uncertain"], status_error=q["error"],
-        status_timeout=q["timeout"], status_abandoned=q["abandoned"],
+        status_timeout=q["timeout"], status_abandoned=q["abandoned"], loss_markers=st.loss_markers,
+        lost_records=st.lost_records,
     )  # fmt: skip
     ledger = LedgerEntry(
         run_id or f"manual__{uuid.uuid4().hex[:12]}", day, files=st.files, bytes=st.bytes,
@@ -303,4 +339,5 @@ def reconcile(
         ledger,
         tz,
         [PromptDigestRow(day, k[0], k[1], *v) for k, v in sorted(digests.items()) if v[0] > 1],
+        merge_losses(losses),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -180,6 +180,20 @@ def _outcomes(data: ReportData) -> dict[str, Any]:
     return {**_outcome_counts(today), "by_service": per}
 
 
+def _losses(data: ReportData) -> dict[str, Any]:
+    """What the services' loggers lost on the day (their loss markers), most records first."""
+    entries = sorted(data.losses, key=lambda e: (-e.records, e.service, e.host, e.first_ts))
+    return {
+        "lost_records": data.lost_records,
+        "entries": [
+            {"service": e.service, "host": e.host, "records": e.records,
+             "from": e.first_ts.astimezone(UTC).isoformat(), "to": e.last_ts.astimezone(UTC).isoformat(),
+             "reason": e.reason}
+            for e in entries
+        ],
+    }  # fmt: skip
+
+
 def _tokenizer_changes(
     rows: Iterable[Mapping[str, Any]], earlier: Iterable[tuple[str, str, date, str]]
 ) -> list[dict[str, Any]]:
@@ -280,6 +294,7 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
         ],
         "reconciliation": _reconciliation(data.reconciliation, data.earlier_fingerprints),
         "outcomes": _outcomes(data),
+        "losses": _losses(data),
         "model_changes": detect_model_changes(data.daily, day),
         "anomalies": [a.as_dict() for a in detect_anomalies(data, thresholds or Thresholds())],
     }

@@ -1,7 +1,7 @@
 """Read what a daily report needs through the store's query layer, never from raw logs.
 
 Every read goes through a :class:`~llmtally.store.UsageStore` (``grouped``,
-``reconciliation_between``, ``top_requests``, ``prompt_digests``) inside one
+``reconciliation_between``, ``top_requests``, ``prompt_digests``, ``quality``, ``losses``) inside one
 :meth:`~llmtally.store.UsageStore.snapshot`, so a report is consistent even while the pipeline
 reloads a day (PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction).  Days are the rows'
 ``day`` column, the local day the pipeline bucketed them in; hours are the stored local-hour starts
@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError, StorageError
 from .._time import zone
-from ..store import SUM_COLUMNS, PromptDigestRow, ReconciliationRow, TopRequest, UsageStore, fold
+from ..store import (
+    SUM_COLUMNS,
+    LossEntry,
+    PromptDigestRow,
+    ReconciliationRow,
+    TopRequest,
+    UsageStore,
+    fold,
+)
 from ..store._base import GroupedRow
 
 if TYPE_CHECKING:
@@ -127,6 +135,10 @@ class ReportData:
     """``(model, service, day, fingerprint)`` of recounts in the week before ``day``."""
     outcomes: tuple[OutcomeUsage, ...] = ()
     """Requests by outcome and HTTP status per (day, service, model) over the history window."""
+    losses: tuple[LossEntry, ...] = ()
+    """What the services' loggers lost on ``day`` and wrote down (merged loss markers)."""
+    lost_records: int = 0
+    """Records lost on ``day`` by the loggers' count (``quality.lost_records``)."""
 
 
 def _schema() -> str:
@@ -217,6 +229,8 @@ def _read(store: UsageStore, day: date, tz: str, start: date, users_from: date) 
     earlier = sorted(
         {(r.model, r.service, r.day, r.fingerprint) for r in week if r.recounted and r.fingerprint}
     )
+    losses = tuple(store.losses(day))
+    quality = store.quality(day)
     return ReportData(
         day=day,
         timezone=tz,
@@ -229,6 +243,8 @@ def _read(store: UsageStore, day: date, tz: str, start: date, users_from: date) 
         reconciliation=tuple(_recon(r) for r in store.reconciliation(day)),
         earlier_fingerprints=tuple(earlier),
         outcomes=_outcomes(store, start, day),
+        losses=losses,
+        lost_records=quality.lost_records if quality is not None else sum(e.records for e in losses),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .._exceptions import ConfigError
@@ -117,6 +118,13 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "uncertain": "Timeouts billed from the recount (uncertain)",
         "not_billed": "Failed calls not billed",
         "billing_gaps": "Missing completions and uncertain bills by model",
+        "data_quality": "Data quality",
+        "no_losses": "No usage records were lost by the services' loggers.",
+        "lost": "service {service} lost {n} records between {start} and {end} ({reason})",
+        "lost_total": (
+            "{n} usage records were lost before they reached the logs: the day's bill is short by them."
+        ),
+        "on_host": "on {host}",
     },
     "zh": {
         "title": "大模型 Token 用量日报",
@@ -207,7 +215,21 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "uncertain": "超时按重算计费（不确定）",
         "not_billed": "未计费的失败调用",
         "billing_gaps": "各模型缺失输出与不确定计费",
+        "data_quality": "数据质量",
+        "no_losses": "各服务的日志器未丢失用量记录。",
+        "lost": "服务「{service}」在 {start} 至 {end} 之间丢失 {n} 条记录（{reason}）",
+        "lost_total": "共有 {n} 条用量记录未能写入日志：当日账单少计了这些记录。",
+        "on_host": "主机 {host}",
     },
+}
+
+
+_REASONS_ZH = {
+    "queue full": "队列已满",
+    "disk full": "磁盘已满",
+    "read-only": "只读",
+    "unwritten at exit": "退出时未写入",
+    "unserialisable record": "记录无法序列化",
 }
 
 
@@ -282,6 +304,29 @@ class Formatter:
         d = date.fromisoformat(on) if isinstance(on, str) else on
         off = datetime(d.year, d.month, d.day, 12, tzinfo=self.zone).strftime("%z")
         return f"{self.timezone} (UTC{off[:3]}:{off[3:]})"
+
+    def moment(self, ts: datetime | str) -> str:
+        """A timestamp as local ``YYYY-MM-DD HH:MM:SS`` in the report's time zone."""
+        ts = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
+        return ts.astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S")
+
+    def reason(self, reason: str) -> str:
+        """Why a logger lost records (a loss marker's ``reason``), in the report's language."""
+        if self.lang != "zh":
+            return reason
+        if reason.startswith("write error: "):
+            return "写入错误：" + reason.removeprefix("write error: ")
+        return _REASONS_ZH.get(reason, reason)
+
+    def loss(self, entry: Mapping[str, Any]) -> str:
+        """``service X lost N records between t1 and t2 (disk full)``, from a ``losses`` entry."""
+        return self.msg["lost"].format(
+            service=self.name(entry["service"]),
+            n=self.number(entry["records"]),
+            start=self.moment(entry["from"]),
+            end=self.moment(entry["to"]),
+            reason=self.reason(entry["reason"]),
+        )
 
     def name(self, value: str) -> str:
         """A dimension value, ``(none)`` when not given."""

@@ -114,6 +114,14 @@ def _chart_inputs(data: ReportData) -> tuple[dict[str, list[int]], dict[str, dic
     return trend, {m: money(c) for m, c in sorted(cost.items())}
 
 
+def _loss_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
+    losses = summary["losses"]
+    if not losses["lost_records"] and not losses["entries"]:
+        return []
+    total = fmt.msg["lost_total"].format(n=fmt.number(losses["lost_records"]))
+    return [f"{fmt.msg['data_quality']}: {total}", *(f"- {fmt.loss(e)}" for e in losses["entries"])]
+
+
 def build_report(
     data: ReportData, *, lang: str = "zh", top_n: int = 10, thresholds: Thresholds | None = None
 ) -> Report:
@@ -136,6 +144,7 @@ def build_report(
             f"{fmt.msg['cost']}: {fmt.money(summary['cost'])}",
             fmt.msg["timezone"].format(tz=fmt.tz(summary["day"])),
             f"{fmt.msg['anomalies']}: {len(summary['anomalies'])}",
+            *_loss_lines(summary, fmt),
         ]
     )
     summary = {**summary, "headline": headline}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
@@ -18,6 +19,7 @@ from ._rows import (
     DayQuality,
     HourlyRow,
     LedgerEntry,
+    LossEntry,
     PromptDigestRow,
     QuarantineEntry,
     ReconciliationRow,
@@ -135,6 +137,11 @@ class UsageStore(Protocol):
         """Prompt digests sent more than once that day, per feature."""
         ...
 
+    def losses(self, day: date) -> list[LossEntry]:
+        """Records the services' loggers lost on a day (their loss markers, merged), by service,
+        host, start and reason."""
+        ...
+
     def ledger(self, day: date) -> list[LedgerEntry]:
         """Every ingestion run recorded for a day, oldest first."""
         ...
@@ -205,9 +212,22 @@ def check_totals(quality: DayQuality, hourly: Totals, recon_records: int, negati
     return problems
 
 
+_ROTATED = re.compile(r"(\.\d+)?(\.gz)?$")
+
+
 def _stem(source: str) -> str:
-    name = source.replace("\\", "/").rsplit("/", 1)[-1]
-    return name[:-3] if name.endswith(".gz") else name
+    """A source file's identity across re-runs: its folder and name, without ``.gz`` or a rotation
+    suffix (``app.log.1``), so compressing or rotating a file does not make it another file."""
+    parts = source.replace("\\", "/").rstrip("/").rsplit("/", 2)
+    name = _ROTATED.sub("", parts[-1]) or parts[-1]
+    return "/".join([*parts[-2:-1], name])
+
+
+def _by_stem(sources: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f, n in sources.items():
+        out[_stem(f)] = out.get(_stem(f), 0) + n
+    return out
 
 
 def check_evidence(
@@ -215,24 +235,24 @@ def check_evidence(
 ) -> None:
     """Refuse to replace ``day`` (holding ``held``, loaded from ``held_sources``) with less evidence.
 
-    Less evidence: fewer records, or records from fewer files (a file and its ``.gz`` are one
-    file).  That is what a re-run finds once retention purged the raw logs or a volume is not
-    mounted; replacing the day would wipe good aggregates.  ``force`` replaces it anyway.
+    Less evidence: fewer records in all, or fewer records from any file that gave records before
+    (a file is its folder and name: compressed or rotated copies count as the same file).  That is
+    what a re-run finds once retention purged raw logs or a volume is not mounted; replacing the
+    day would wipe good aggregates.  Days loaded before the ledger kept sources are compared by
+    their record count only.  ``force`` replaces the day anyway.
     """
     if held is None or force:
         return
-    new_sources = load.ledger.sources if load.ledger is not None else {}
-    old_files = {_stem(f) for f, n in held_sources.items() if n > 0}
-    new_files = {_stem(f) for f, n in new_sources.items() if n > 0}
-    fewer_files = bool(held_sources) and len(new_files) < len(old_files)
-    if load.quality.records >= held.records and not fewer_files:
+    new = _by_stem(load.ledger.sources if load.ledger is not None else {})
+    old = _by_stem(held_sources)
+    short = {f: (n, new.get(f, 0)) for f, n in sorted(old.items()) if new.get(f, 0) < n}
+    if load.quality.records >= held.records and not short:
         return
-    missing = sorted(old_files - new_files)
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    shown = ", ".join(f"{f} ({was} → {now})" for f, (was, now) in list(short.items())[:5])
+    more = f" and {len(short) - 5} more" if len(short) > 5 else ""
     raise LessEvidenceError(
-        f"day {day} already holds {held.records} records from {len(old_files) or held.files} files; this run "
-        f"found {load.quality.records} records in {len(new_files)} files"
-        + (f" (missing: {shown})" if missing else "")
+        f"day {day} already holds {held.records} records; this run found {load.quality.records}"
+        + (f"; files with fewer records than before: {shown}{more}" if short else "")
         + ". The day was kept: its raw logs were probably purged by retention, or a log volume is not "
         "mounted. Restore the files and re-run, or replace the day anyway by re-running with the "
         'param {"force": true} (llmtally: load_day(..., force=True)).'

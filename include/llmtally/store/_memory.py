@@ -32,6 +32,7 @@ from ._rows import (
     DayQuality,
     HourlyRow,
     LedgerEntry,
+    LossEntry,
     PromptDigestRow,
     QuarantineEntry,
     ReconciliationRow,
@@ -96,7 +97,8 @@ class MemoryStore(StoreQueries):
     def load_day(self, load: DayLoad, *, force: bool = False) -> None:
         """Check ``load``, then swap it in for its day (the old day stays on failure)."""
         self._open()
-        for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests):
+        for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests,
+                     load.losses):  # fmt: skip
             if any(r.day != load.day for r in rows):
                 raise StorageError(f"rows for another day in the load of {load.day}")
         raise_problems(load.day, self._problems(load))
@@ -191,6 +193,11 @@ class MemoryStore(StoreQueries):
         """A day's repeated prompt digests."""
         rows = [d for ld in self._loads(day, day) for d in ld.digests]
         return sorted(rows, key=lambda d: (d.prompt_sha256, d.feature))
+
+    def losses(self, day: date) -> list[LossEntry]:
+        """What the services' loggers lost on a day."""
+        rows = [e for ld in self._loads(day, day) for e in ld.losses]
+        return sorted(rows, key=lambda e: (e.service, e.host, e.first_ts, e.reason))
 
     def ledger(self, day: date) -> list[LedgerEntry]:
         """Every run recorded for a day."""

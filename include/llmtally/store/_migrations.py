@@ -27,6 +27,10 @@ tenant service``
                                 guess); ``unpriced_requests`` billed tokens but were not priced
 ``uncertain_requests``          timeouts billed from the recount, not from reported usage (0002)
 ==============================  ===============================================================
+
+``losses`` (0003) holds what the services' loggers lost and wrote down as loss markers, per day,
+service, host and reason with the window (``first_ts``, ``last_ts``) and ``records``;
+``quality.loss_markers`` and ``quality.lost_records`` count them for the day.
 """
 
 from __future__ import annotations
@@ -253,8 +257,28 @@ FROM {{s}}.usage_hourly
 GROUP BY day, model, feature, user_id, tenant, service, status, currency;
 """
 
+_0003 = f"""
+CREATE TABLE {{s}}.losses (
+    id bigserial PRIMARY KEY,
+    day date NOT NULL,
+    service text NOT NULL,
+    host text NOT NULL,
+    records bigint NOT NULL CHECK (records >= 0),
+    first_ts timestamptz NOT NULL,
+    last_ts timestamptz NOT NULL,
+    reason text NOT NULL
+);
+CREATE INDEX losses_day_idx ON {{s}}.losses (day);
+COMMENT ON TABLE {{s}}.losses IS
+  'Usage records the services'' loggers lost (queue full, disk full, read-only, unwritten at exit), '
+  'from the loss markers in the raw logs: per service, host, reason and window. Not in usage_hourly.';
+
+ALTER TABLE {{s}}.quality {_add("loss_markers", "lost_records")};
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial_schema", _0001),
     ("0002_outcomes_sources_evidence", _0002),
+    ("0003_losses", _0003),
 ]
 """``(name, SQL)`` in order; ``{s}`` is replaced by the quoted schema name."""

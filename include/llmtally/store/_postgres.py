@@ -45,6 +45,7 @@ from ._rows import (
     DayQuality,
     HourlyRow,
     LedgerEntry,
+    LossEntry,
     PromptDigestRow,
     QuarantineEntry,
     ReconciliationRow,
@@ -55,12 +56,15 @@ from ._rows import (
 __all__ = ["PostgresStore"]
 
 _LOCK_NS = 0x11A7  # advisory-lock namespace of llmtally
-_DAY_TABLES = ("usage_hourly", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests")
+_DAY_TABLES = (
+    "usage_hourly", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests", "losses",
+)  # fmt: skip
 _HOURLY = list(HOURLY_COLUMNS)
 _RECON = [f.name for f in fields(ReconciliationRow)]
 _TOP = [f.name for f in fields(TopRequest)]
 _QUAR = [f.name for f in fields(QuarantineEntry)]
 _DIGEST = [f.name for f in fields(PromptDigestRow)]
+_LOSS = [f.name for f in fields(LossEntry)]
 _QUALITY = [f.name for f in fields(DayQuality)]
 _LEDGER = [f.name for f in fields(LedgerEntry)]
 
@@ -220,7 +224,8 @@ class PostgresStore(StoreQueries):
     def load_day(self, load: DayLoad, *, force: bool = False) -> None:
         """Replace ``load.day`` atomically; the checks run before commit (see the module docstring)."""
         day = load.day
-        for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests):
+        for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests,
+                     load.losses):  # fmt: skip
             if any(r.day != day for r in rows):
                 raise StorageError(f"rows for another day in the load of {day}")
         self._ensure_partitions(h.hour for h in load.hourly)
@@ -244,6 +249,7 @@ class PostgresStore(StoreQueries):
             )  # fmt: skip
             self._copy(cur, "quarantine", _QUAR, map(astuple, load.quarantine))
             self._copy(cur, "prompt_digests", _DIGEST, map(astuple, load.digests))
+            self._copy(cur, "losses", _LOSS, ([getattr(e, c) for c in _LOSS] for e in load.losses))
             self._copy(cur, "quality", [*_QUALITY, "timezone"], [(*astuple(load.quality), load.timezone)])
             if load.ledger is not None:
                 e = load.ledger
@@ -352,6 +358,11 @@ class PostgresStore(StoreQueries):
         """A day's repeated prompt digests."""
         rows = self._select("prompt_digests", _DIGEST, "day = %s", (day,), "prompt_sha256, feature")
         return [PromptDigestRow(*r) for r in rows]
+
+    def losses(self, day: date) -> list[LossEntry]:
+        """What the services' loggers lost on a day."""
+        rows = self._select("losses", _LOSS, "day = %s", (day,), "service, host, first_ts, reason")
+        return [LossEntry(*r) for r in rows]
 
     def ledger(self, day: date) -> list[LedgerEntry]:
         """Every run recorded for a day."""

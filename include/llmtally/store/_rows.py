@@ -22,6 +22,7 @@ __all__ = [
     "DayQuality",
     "HourlyRow",
     "LedgerEntry",
+    "LossEntry",
     "PromptDigestRow",
     "QuarantineEntry",
     "ReconciliationRow",
@@ -201,13 +202,34 @@ class QuarantineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class LossEntry:
+    """Usage records a service's logger lost and wrote down (loss markers, :mod:`llmtally._record`).
+
+    One entry per service, host and reason for markers whose windows lie within a few minutes of
+    each other: ``records`` lost between ``first_ts`` and ``last_ts`` (when they were logged), for
+    ``reason`` (``queue full``, ``disk full``, ``read-only``, ``write error: <errno name>``,
+    ``unwritten at exit``, ...).  A loss belongs to the day its window starts on.
+    """
+
+    day: date
+    service: str
+    host: str
+    records: int
+    first_ts: datetime
+    last_ts: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DayQuality:
     """Counts of one day's ingestion, and billed totals summed straight from the records.
 
     ``records`` are the day's unique records; the totals let the store check that ``usage_hourly``
     adds up to the same numbers.  ``prompt_*`` and ``completion_*`` count where each record's billed
     numbers came from (:data:`SOURCES`); ``not_billed`` failed calls billed nothing; ``uncertain``
-    timeouts billed from the recount; ``status_*`` count records by outcome.
+    timeouts billed from the recount; ``status_*`` count records by outcome.  ``loss_markers`` are
+    the loss markers the services' loggers wrote for the day, ``lost_records`` the records they say
+    were lost (never in the totals: the day's bill is short by them; see :class:`LossEntry`).
     """
 
     day: date
@@ -242,6 +264,8 @@ class DayQuality:
     status_error: int = 0
     status_timeout: int = 0
     status_abandoned: int = 0
+    loss_markers: int = 0
+    lost_records: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +305,7 @@ class DayLoad:
     ledger: LedgerEntry | None = None
     timezone: str = "Asia/Shanghai"
     digests: Sequence[PromptDigestRow] = ()
+    losses: Sequence[LossEntry] = ()
 
 
 @dataclass(frozen=True)
