@@ -52,7 +52,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "examples"))
     from sample_traffic import generate, write_config
 
-    if not logs.exists():
+    fresh = not logs.exists()
+    if fresh:
         written = generate(logs, args.days, args.per_day, shared, end=yesterday)
         print(f"sample logs: {sum(written.values())} records in {logs}", flush=True)
 
@@ -81,7 +82,9 @@ def main() -> int:
         dag = DagBag(str(ROOT / "dags")).dags["llm_usage_daily"]
         for offset in range(args.days - 1, -1, -1):
             day = yesterday - timedelta(days=offset)
-            run = dag.test(run_conf={"day": day.isoformat()})
+            # Fresh sample logs are new files: days an earlier demo loaded from other files are
+            # replaced on purpose (force), which the evidence check would otherwise refuse.
+            run = dag.test(run_conf={"day": day.isoformat(), "force": fresh})
             print(f"{day}: {run.state}", flush=True)
             if run.state != "success":
                 print(f"llm_usage_daily failed for {day}; see the log above", file=sys.stderr)
