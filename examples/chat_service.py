@@ -70,7 +70,11 @@ def create_app(
     """The service; with ``logger=None`` it runs without usage logging (for overhead comparisons)."""
     app = FastAPI(title="chat-service")
     if logger is not None:
-        app.add_middleware(llmtally.UsageMiddleware)
+        # user/tenant come from the app's auth (request.state.user / .tenant) by default; this demo
+        # has no auth and stands behind a gateway that sets x-user-id, so it trusts that header
+        app.add_middleware(
+            llmtally.UsageMiddleware, trusted_headers={"x-user-id": "user", "x-tenant-id": "tenant"}
+        )
 
     @app.post("/chat")
     @llmtally.track(feature="chat")

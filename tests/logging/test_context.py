@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
 import llmtally
 from llmtally.logging import MemorySink, UsageLogger, current_tags
@@ -85,18 +85,24 @@ def test_concurrent_tasks_and_threads_keep_their_own_tags(logger: UsageLogger, s
     assert all(r["tags"] == {"user": r["prompt"]} for r in records)
 
 
-def test_asgi_middleware_tags_route_user_and_tenant(logger: UsageLogger, sink: MemorySink) -> None:
+def test_asgi_middleware_tags_route_and_the_apps_own_identity(logger: UsageLogger, sink: MemorySink) -> None:
     app = FastAPI()
     app.add_middleware(
-        llmtally.UsageMiddleware, headers={"x-feature": "feature"}, tags={"service_tier": "gold"}
+        llmtally.UsageMiddleware, trusted_headers={"x-feature": "feature"}, tags={"service_tier": "gold"}
     )
 
-    @app.post("/items/{item_id}/ask")
+    def auth(request: Request) -> None:  # the app's own auth says who is calling
+        token = request.headers.get("authorization", "")
+        users = {"Bearer t-alice": ("alice", "acme"), "Bearer t-bob": ("bob", "globex")}
+        if token in users:
+            request.state.user, request.state.tenant = users[token]
+
+    @app.post("/items/{item_id}/ask", dependencies=[Depends(auth)])
     async def ask(item_id: int) -> dict[str, int]:
         logger.log(model="m", prompt="async endpoint")
         return {"id": item_id}
 
-    @app.get("/sync")
+    @app.get("/sync", dependencies=[Depends(auth)])
     def sync_endpoint() -> dict[str, str]:  # runs in a worker thread with the request's context
         with llmtally.tags(step="one"):
             logger.log(model="m", prompt="sync endpoint")
@@ -105,21 +111,51 @@ def test_asgi_middleware_tags_route_user_and_tenant(logger: UsageLogger, sink: M
     async def main() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            r = await client.post(
-                "/items/7/ask", headers={"x-user-id": "alice", "x-tenant-id": "acme", "x-feature": "qa"}
-            )
+            forged = {"x-user-id": "mallory", "x-tenant-id": "victim-corp", "x-feature": "qa"}
+            r = await client.post("/items/7/ask", headers={"authorization": "Bearer t-alice", **forged})
             assert r.json() == {"id": 7}
-            await client.get("/sync", headers={"X-User-Id": "bob"})
+            await client.get("/sync", headers={"X-Tenant-Id": "victim-corp"})  # no auth: no identity
 
     asyncio.run(main())
     logger.flush(5)
     a, b = memory_records(sink)
-    assert a["tags"] == {
+    assert a["tags"] == {  # the forged user and tenant headers are ignored; the trusted one is read
         "route": "/items/{item_id}/ask",
         "user": "alice",
         "tenant": "acme",
         "feature": "qa",
         "service_tier": "gold",
     }
-    assert b["tags"] == {"route": "/sync", "user": "bob", "service_tier": "gold", "step": "one"}
+    assert b["tags"] == {"route": "/sync", "service_tier": "gold", "step": "one"}
+
+
+def test_asgi_middleware_trusts_named_gateway_headers_and_a_custom_identify(
+    logger: UsageLogger, sink: MemorySink
+) -> None:
+    def broken(scope: object) -> dict[str, str]:
+        raise RuntimeError("the app's identify failed")
+
+    for kwargs, want in [
+        ({"trusted_headers": {"x-user-id": "user", "x-tenant-id": "tenant"}, "identify": None},
+         {"user": "gw-user", "tenant": "gw-tenant"}),
+        ({"identify": lambda scope: {"user": 42, "tenant": None}}, {"user": "42"}),
+        ({"identify": broken}, {}),
+    ]:  # fmt: skip
+        app = FastAPI()
+        app.add_middleware(llmtally.UsageMiddleware, **kwargs)
+
+        @app.get("/x")
+        async def x() -> dict[str, str]:
+            logger.log(model="m", prompt="p")
+            return {}
+
+        async def main(app: FastAPI = app) -> None:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await client.get("/x", headers={"x-user-id": "gw-user", "x-tenant-id": "gw-tenant"})
+
+        asyncio.run(main())
+        logger.flush(5)
+        *_, rec = memory_records(sink)
+        assert rec["tags"] == {"route": "/x", **want}, kwargs
     assert dict(current_tags()) == {}
