@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
+
+from tests.support import build_wheel, fresh_venv
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "llmtally/report/templates/report.html.j2"
@@ -71,57 +70,13 @@ print(json.dumps({
 """
 
 
-def _build_wheel(src: Path, out: Path) -> Path:
-    """Build the project's wheel from a copy of its sources (so no stale ``build/`` folder leaks in)."""
-    copy = out / "src"
-    copy.mkdir()
-    for name in ("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "README.md", "LICENSE"):
-        if (src / name).is_file():
-            shutil.copy2(src / name, copy / name)
-    shutil.copytree(
-        src / "include",
-        copy / "include",
-        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc", "build", "dist"),
-    )
-    dist = out / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, copy],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    (wheel,) = dist.glob("llmtally-*.whl")
-    return wheel
-
-
-def _fresh_venv(path: Path, wheel: Path) -> Path:
-    """A new virtual environment with ``wheel`` installed and this environment's packages visible."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
-    python = path / "bin" / "python"
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    deps = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
-    Path(purelib, "_llmtally_test_deps.pth").write_text("\n".join(deps) + "\n", encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return python
-
-
 def test_wheel_ships_the_template_and_renders(tmp_path: Path) -> None:
-    wheel = _build_wheel(REPO, tmp_path)
+    wheel = build_wheel(REPO, tmp_path)
     with zipfile.ZipFile(wheel) as zf:
         assert TEMPLATE in zf.namelist()
 
     venv = tmp_path / "venv"
-    python = _fresh_venv(venv, wheel)
+    python = fresh_venv(venv, wheel, share_deps=True)
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     (cwd / "render.py").write_text(CHILD, encoding="utf-8")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import click
+try:
+    import click
+except ImportError as exc:  # the base install (logging only) has no command line
+    raise ImportError(
+        "the llmtally command needs the count extra: pip install 'llmtally[count]' "
+        "(or 'llmtally[pipeline]' for the database and report commands)"
+    ) from exc
 
 from ._count import count, which
 from ._db import db
