@@ -351,10 +351,9 @@ class UsageLogger:
     def _build_and_write(self, p: Pending) -> None:
         try:
             line, rec = self._line(p, new_ids(1)[0])
-            try:
-                data = (line + "\n").encode("utf-8")
-            except UnicodeEncodeError:
-                data = encode_records([rec])
+            chunks: list[bytes] = []
+            self._encode_chunk([line], [rec], chunks)  # the writer's encoding, for one record
+            data = chunks[0]
         except Exception as exc:
             self._report.error("build", exc, "a usage record could not be serialised; dropped")
             self._lose(1, p.logged_at, p.logged_at, UNSERIALISABLE, at_enqueue=True)

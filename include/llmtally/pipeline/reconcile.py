@@ -99,6 +99,9 @@ def merge_losses(entries: Iterable[LossEntry], gap: timedelta = LOSS_GAP) -> lis
     return sorted(out, key=lambda e: (e.service, e.host, e.first_ts, e.reason))
 
 
+_QUARTER, _TICK = timedelta(minutes=15), timedelta(microseconds=1)
+
+
 class _Hours:
     """``local_hour`` memoised per UTC quarter-hour where that is exact: the zone's offset is a
     multiple of 15 minutes and the same at both ends of the quarter (no transition inside it);
@@ -121,9 +124,6 @@ class _Hours:
                 return local_hour(ts, self.tz)
             hit = self._memo[q] = local_hour(q, self.tz)
         return hit
-
-
-_QUARTER, _TICK = timedelta(minutes=15), timedelta(microseconds=1)
 
 
 class _Recon:
@@ -238,7 +238,7 @@ def reconcile(
     ``quality.records`` is the parser's count (``stats.records``), so the store's post-load check
     catches records lost between parse and load.  ``recounts`` maps record ids to :func:`recount`
     results (a missing id counts as not recountable).  ``stats``, ``quarantine`` and ``losses`` (the
-    day's loss markers, merged by :func:`merge_losses`) come from the parse; ``quality.lost_records``
+    day's loss markers; merged here by :func:`merge_losses`) come from the parse; ``quality.lost_records``
     is the parser's count of lost records (the markers' sum without ``stats``).  ``run_id``,
     ``durations`` and ``details`` go to the ledger entry.
     """

@@ -64,9 +64,9 @@ class UsageStore(Protocol):
     def load_day(self, load: DayLoad, *, force: bool = False) -> None:
         """Replace ``load.day`` with ``load`` atomically, check it, or leave the old day untouched.
 
-        A day is never replaced by less evidence: when the day already holds more records, or
-        records from more files, than ``load`` brings, :class:`LessEvidenceError` is raised and the
-        day is kept, unless ``force`` (see :func:`check_evidence`).  Raises
+        A day is never replaced by less evidence: when the day already holds more records than
+        ``load`` brings, or more from any one source file, :class:`LessEvidenceError` is raised and
+        the day is kept, unless ``force`` (see :func:`check_evidence`).  Raises
         :class:`DataQualityError` when the checks fail, :class:`StorageError` on driver errors.
         """
         ...
@@ -226,7 +226,8 @@ def _stem(source: str) -> str:
 def _by_stem(sources: Mapping[str, int]) -> dict[str, int]:
     out: dict[str, int] = {}
     for f, n in sources.items():
-        out[_stem(f)] = out.get(_stem(f), 0) + n
+        stem = _stem(f)
+        out[stem] = out.get(stem, 0) + n
     return out
 
 
