@@ -10,7 +10,8 @@ A record is a JSON object with these keys (absent keys mean null):
 ``ts``              request start, ISO 8601 with offset (the logger writes UTC)
 ``service``         service name; ``host``, ``pid`` where the record was written
 ``request_id``      the caller's or server's request id
-``endpoint``        ``chat.completions`` | ``responses`` | ``completions`` | ``generate`` | ...
+``endpoint``        ``chat.completions`` | ``responses`` | ``completions`` | ``embeddings`` |
+                    ``generate`` | ...
 ``model``           model name as the service called it (mapped to a tokenizer by the registry)
 ``messages``        chat messages (OpenAI shape) when the text is kept in full
 ``prompt``          a plain prompt string (completions / ``generate``), when kept in full
@@ -18,8 +19,13 @@ A record is a JSON object with these keys (absent keys mean null):
 ``template_kwargs`` extra chat-template variables (e.g. ``{"enable_thinking": false}``)
 ``completion``      the generated text; ``reasoning`` the reasoning text where separate;
                     ``tool_calls`` the generated tool calls
+``choices``         every choice of an ``n > 1`` call, in index order: ``{index, completion,
+                    reasoning, tool_calls, finish_reason}`` (choice 0 is also in the keys above)
+``inputs``          several prompts (legacy completions) or embedding inputs: strings or
+                    token-id lists, each billed as a prompt of its own
 ``text``            ``full`` (recountable) | ``hash`` | ``prefix:N`` (text dropped or cut)
-``prompt_sha256``   digest of the canonical prompt (messages or prompt, plus tools)
+``prompt_sha256``   digest of the canonical prompt (messages or prompt, plus tools; ``inputs``
+                    as one canonical JSON prompt)
 ``prompt_chars``    length of the prompt text in characters; ``completion_chars`` likewise
 ``usage``           what the server reported, normalised by :func:`normalize_usage`
 ``estimate``        what the service itself believed: ``{prompt_tokens, completion_tokens}``
@@ -131,6 +137,8 @@ def normalize_usage(usage: Any) -> dict[str, int | None] | None:
         return None
     if total is None and prompt is not None and completion is not None:
         total = prompt + completion
+    if completion is None and prompt is not None and total is not None and total >= prompt:
+        completion = total - prompt  # e.g. embeddings: {prompt_tokens, total_tokens}
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

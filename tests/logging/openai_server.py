@@ -4,6 +4,9 @@ Models: ``echo`` (answers "Hello there!" in Chat Completions / Responses, report
 ``nousage`` (no usage object, like some self-hosted servers), ``tools`` (one tool call),
 ``reasoner`` (``reasoning_content`` deltas, DeepSeek/vLLM style), ``err-500`` / ``err-429``
 (errors), ``slow`` (answers after 2 s), ``cut`` (streams two chunks, then drops the connection).
+``n`` > 1 answers choice ``i`` with ``CHOICES[i]`` (usage: 4 completion tokens per choice).
+``/v1/completions`` (legacy, plain and streamed) answers each prompt with ``PIECES``;
+``/v1/embeddings`` answers with vectors and ``{prompt_tokens, total_tokens}`` usage.
 Every request body is kept in ``server.requests``.
 """
 
@@ -39,6 +42,8 @@ RESP_USAGE = {
     "output_tokens_details": {"reasoning_tokens": 0},
 }
 PIECES = ["Hel", "lo ", "there!"]
+CHOICES = ["".join(PIECES), "Hi!", "你好，很高兴见到你。"]
+EMBED_USAGE = {"prompt_tokens": 9, "total_tokens": 9}
 TOOL_ARGS = ['{"city"', ': "Par', 'is"}']
 
 
@@ -51,6 +56,8 @@ class Server:
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             ]
         )
         self.url = ""
@@ -75,11 +82,12 @@ class Server:
         error = await self._error(model)
         if error is not None:
             return error
-        usage = None if model == "nousage" else USAGE
+        n = int(body.get("n") or 1)
+        usage = None if model == "nousage" else _usage_for(n)
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                self._chat_sse(model, usage if include else None), media_type="text/event-stream"
+                self._chat_sse(model, usage if include else None, n), media_type="text/event-stream"
             )
         message: dict[str, Any] = {"role": "assistant", "content": "Hello there!"}
         finish = "stop"
@@ -103,13 +111,17 @@ class Server:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}]
+            + [
+                {"index": i, "message": {"role": "assistant", "content": CHOICES[i]}, "finish_reason": "stop"}
+                for i in range(1, n)
+            ],
         }
         if usage is not None:
             out["usage"] = usage
         return JSONResponse(out)
 
-    async def _chat_sse(self, model: str, usage: dict[str, Any] | None) -> AsyncIterator[bytes]:
+    async def _chat_sse(self, model: str, usage: dict[str, Any] | None, n: int = 1) -> AsyncIterator[bytes]:
         def chunk(choices: list[Any], usage: Any = None) -> bytes:
             data = {
                 "id": "chatcmpl-2",
@@ -161,8 +173,13 @@ class Server:
                     raise RuntimeError("connection dropped mid-stream")
                 yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
                 await asyncio.sleep(0)
+            for i in range(1, n):
+                yield chunk([{"index": i, "delta": {"content": CHOICES[i]}, "finish_reason": None}])
             yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            for i in range(1, n):
+                yield chunk([{"index": i, "delta": {}, "finish_reason": "stop"}])
         if usage is not None:
+            await asyncio.sleep(0.05)  # the usage chunk comes a little after the last finish_reason
             yield chunk([], usage)
         yield b"data: [DONE]\n\n"
 
@@ -218,6 +235,57 @@ class Server:
             yield event("response.completed", response=final)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        model = body["model"]
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        if prompts and all(isinstance(x, int) for x in prompts):
+            prompts = [prompts]
+        count = len(prompts) * int(body.get("n") or 1)
+        usage = None if model == "nousage" else _usage_for(count)
+        base = {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": model}
+        if not body.get("stream"):
+            choices = [
+                {"index": i, "text": "".join(PIECES), "finish_reason": "stop", "logprobs": None}
+                for i in range(count)
+            ]
+            return JSONResponse({**base, "choices": choices, **({"usage": usage} if usage else {})})
+        include = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        async def sse() -> AsyncIterator[bytes]:
+            def chunk(choices: list[Any], usage: Any = None) -> bytes:
+                data = {**base, "choices": choices, **({"usage": usage} if usage is not None else {})}
+                return f"data: {json.dumps(data)}\n\n".encode()
+
+            for piece in PIECES:
+                for i in range(count):
+                    yield chunk([{"index": i, "text": piece, "finish_reason": None, "logprobs": None}])
+            for i in range(count):
+                yield chunk([{"index": i, "text": "", "finish_reason": "stop", "logprobs": None}])
+            if include and usage is not None:
+                yield chunk([], usage)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))]
+        return JSONResponse({"object": "list", "data": data, "model": body["model"], "usage": EMBED_USAGE})
+
+
+def _usage_for(choices: int) -> dict[str, Any]:
+    """``USAGE`` with 4 completion tokens per choice."""
+    completion = USAGE["completion_tokens"] * choices
+    return {
+        **USAGE,
+        "completion_tokens": completion,
+        "total_tokens": USAGE["prompt_tokens"] + completion,
+    }
 
 
 def _free_socket() -> socket.socket:

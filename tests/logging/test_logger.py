@@ -447,3 +447,31 @@ def test_retention_deletes_only_this_services_old_files(tmp_path: Path) -> None:
     assert old_other.exists() and recent_own.exists() and sink.path is not None and sink.path.exists()
     with pytest.raises(ConfigError):
         FileSink(tmp_path, "x", retention_days=0)
+
+
+@pytest.mark.parametrize("text", ["hash", "prefix:2"])
+def test_text_policies_cover_every_choice_and_input(text: str) -> None:
+    sink = MemorySink()
+    with UsageLogger(service="svc", sink=sink, text=text) as lg:
+        lg.log(
+            model="m",
+            messages=MESSAGES,
+            completion="第一个回答",
+            choices=[
+                {"index": 0, "completion": "第一个回答", "finish_reason": "stop"},
+                {"index": 1, "completion": "第二个回答", "reasoning": "想", "finish_reason": "length"},
+            ],
+        )
+        lg.log(model="e", endpoint="embeddings", inputs=["秘密一号", [1, 2, 3]])
+    chat, emb = memory_records(sink)
+    assert chat["completion_chars"] == 10 and emb["prompt_chars"] == 4
+    if text == "hash":
+        assert all("completion" not in c and "reasoning" not in c for c in chat["choices"])
+        assert "inputs" not in emb
+    else:
+        assert [c["completion"] for c in chat["choices"]] == ["第一", "第二"]
+        assert emb["inputs"] == ["秘密", []]
+    assert [c["finish_reason"] for c in chat["choices"]] == ["stop", "length"]
+    assert "秘密一号" not in json.dumps(emb, ensure_ascii=False) and "回答" not in json.dumps(
+        chat, ensure_ascii=False
+    )

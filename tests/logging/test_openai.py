@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import tiktoken
+from transformers import AutoTokenizer
 
+from llmtally import load_tokenizer
 from llmtally.logging import MemorySink, UsageLogger, tags, wrap_openai
+from llmtally.pipeline import billed, parse_day, recount
 from tests.logging.conftest import memory_records
-from tests.logging.openai_server import PIECES, RESP_USAGE, TOOL_ARGS, USAGE, Server
+from tests.logging.openai_server import CHOICES, PIECES, RESP_USAGE, TOOL_ARGS, USAGE, Server
+from tests.support import tokenizer_source
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "你好, say hello"}]
 TOOLS = [
@@ -262,3 +270,156 @@ def test_async_client_plain_stream_and_error(
     assert failed["status"] == "error" and failed["http_status"] == 429
     assert early["status"] == "abandoned"
     assert USAGE["total_tokens"] == CHAT_USAGE["total_tokens"]
+
+
+# -- n > 1, stopping at finish_reason, legacy completions, embeddings (issue 11) -----------------
+
+
+def _usage(completion: int, prompt: int = 17) -> dict[str, int]:
+    return {**CHAT_USAGE, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_choice_of_n_is_recorded(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink, stream: bool
+) -> None:
+    result = _client(openai_server, logger).chat.completions.create(
+        model="echo", messages=MESSAGES, n=3, stream=stream
+    )  # type: ignore[call-overload]
+    if stream:
+        seen: dict[int, str] = {}
+        for chunk in result:
+            for c in chunk.choices:
+                seen[c.index] = seen.get(c.index, "") + (c.delta.content or "")
+        assert [seen[i] for i in range(3)] == CHOICES
+    rec = _only(logger, sink)
+    assert rec["completion"] == CHOICES[0] and rec["finish_reason"] == "stop"
+    assert [c["completion"] for c in rec["choices"]] == CHOICES
+    assert [c["index"] for c in rec["choices"]] == [0, 1, 2]
+    assert all(c["finish_reason"] == "stop" for c in rec["choices"])
+    assert rec["completion_chars"] == sum(len(c) for c in CHOICES)
+    assert rec["usage"] == _usage(12)
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_stream_read_up_to_finish_reason_keeps_the_servers_usage(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink, asked: bool
+) -> None:
+    """A caller that stops at finish_reason and keeps the stream open still gets usage logged."""
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if asked else {}
+    stream = _client(openai_server, logger).chat.completions.create(
+        model="echo", messages=MESSAGES, stream=True, **extra
+    )
+    text = ""
+    for chunk in stream:
+        text += chunk.choices[0].delta.content or ""
+        if chunk.choices[0].finish_reason:
+            break  # the common loop: stop at finish_reason, never read the usage chunk
+    assert text == "".join(PIECES)
+    rec = _only(logger, sink)  # logged while the stream is still referenced and open
+    assert rec["usage"] == CHAT_USAGE and rec["status"] == "ok" and rec["completion"] == text
+    stream.close()
+    assert logger.flush(5) and len(memory_records(sink)) == 1
+
+
+def test_include_usage_off_for_servers_that_reject_it(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink
+) -> None:
+    client = wrap_openai(
+        openai.OpenAI(base_url=openai_server.url, api_key="t", max_retries=0), logger, include_usage=False
+    )
+    _clients.append(client)
+    chunks = list(client.chat.completions.create(model="echo", messages=MESSAGES, stream=True))
+    assert "stream_options" not in openai_server.requests[-1]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "".join(PIECES)
+    rec = _only(logger, sink)
+    assert "usage" not in rec and rec["status"] == "ok" and rec["completion"] == "".join(PIECES)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_completions_are_recorded(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink, stream: bool
+) -> None:
+    client = _client(openai_server, logger)
+    result = client.completions.create(model="echo", prompt="Say hello", max_tokens=8, stream=stream)
+    if stream:
+        assert "".join(c.choices[0].text for c in result if c.choices) == "".join(PIECES)
+    rec = _only(logger, sink)
+    assert rec["endpoint"] == "completions" and rec["prompt"] == "Say hello"
+    assert rec["completion"] == "".join(PIECES) and rec["usage"] == _usage(4) and rec["status"] == "ok"
+    # several prompts in one call: every prompt and every choice
+    client.completions.create(model="echo", prompt=["one", "two"], n=2)
+    assert logger.flush(5)
+    multi = memory_records(sink)[-1]
+    assert multi["inputs"] == ["one", "two"] and "prompt" not in multi
+    assert len(multi["choices"]) == 4 and multi["usage"] == _usage(16)
+
+
+def test_embeddings_are_recorded_without_vectors(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink
+) -> None:
+    client = _client(openai_server, logger)
+    result = client.embeddings.create(model="text-embedding-3-small", input=["第一段", "second"])
+    assert len(result.data) == 2
+    rec = _only(logger, sink)
+    assert rec["endpoint"] == "embeddings" and rec["inputs"] == ["第一段", "second"]
+    assert rec["usage"] == {
+        "prompt_tokens": 9, "completion_tokens": 0, "total_tokens": 9, "cached_tokens": None,
+        "reasoning_tokens": None,
+    }  # fmt: skip
+    assert "data" not in rec and "0.2" not in json.dumps(rec), "vectors are never logged"
+    assert rec["prompt_chars"] == len("第一段") + len("second") and rec["status"] == "ok"
+
+
+def test_n_3_and_embeddings_bill_from_the_log_through_the_pipeline(
+    openai_server: Server, tmp_path: Path
+) -> None:
+    """Through the real SDK, the logger's files, the parser and the recount: a server that reports
+    no usage with n=3 bills three completions (each with its stop token); embeddings bill their inputs."""
+    qwen = load_tokenizer(tokenizer_source("qwen3"))
+    gpt = load_tokenizer("text-embedding-3-small")
+    lg = UsageLogger(tmp_path, service="svc", schedule_delay=0.05)
+    client = _client(openai_server, lg)
+    client.chat.completions.create(model="nousage", messages=MESSAGES, n=3)
+    list(client.chat.completions.create(model="nousage", messages=MESSAGES, n=3, stream=True))
+    client.embeddings.create(model="text-embedding-3-small", input=["第一段文字", "second part"])
+    lg.close(timeout=5)
+    records = list(parse_day(sorted(tmp_path.glob("usage-*.jsonl")), datetime.now(UTC).date(), "UTC").records)
+    assert len(records) == 3
+    counts = recount(records, {"nousage": qwen, "text-embedding-3-small": gpt}.__getitem__)
+    oracle = AutoTokenizer.from_pretrained(tokenizer_source("qwen3"))
+    want = sum(len(oracle.encode(c, add_special_tokens=False)) + 1 for c in CHOICES)  # + <|im_end|>
+    assert want > 3 * 2
+    for rec in records[:2]:
+        b = billed(rec, counts[rec.id])
+        assert (b.completion_tokens, b.completion_source) == (want, "recount"), rec.endpoint
+        assert b.prompt_tokens == qwen.count_messages(MESSAGES)
+    emb = billed(records[2], counts[records[2].id])
+    enc = tiktoken.get_encoding("cl100k_base")
+    assert counts[records[2].id].prompt_tokens == len(enc.encode("第一段文字")) + len(
+        enc.encode("second part")
+    )
+    assert (emb.prompt_tokens, emb.prompt_source, emb.completion_tokens) == (9, "reported", 0)
+
+
+def test_async_stream_read_up_to_finish_reason_keeps_usage(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink
+) -> None:
+    async def main() -> None:
+        client = wrap_openai(
+            openai.AsyncOpenAI(base_url=openai_server.url, api_key="t", max_retries=0), logger
+        )
+        stream = await client.chat.completions.create(model="echo", messages=MESSAGES, n=3, stream=True)  # type: ignore[call-overload]
+        finished = set()
+        async for chunk in stream:
+            finished |= {c.index for c in chunk.choices if c.finish_reason}
+            if len(finished) == 3:
+                break
+        assert logger.flush(5)
+        rec = memory_records(sink)[0]  # logged before the stream is closed
+        assert rec["usage"] == _usage(12) and rec["status"] == "ok" and len(rec["choices"]) == 3
+        await stream.close()
+        await client.close()
+
+    asyncio.run(main())
+    assert len(memory_records(sink)) == 1

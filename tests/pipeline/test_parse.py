@@ -55,6 +55,8 @@ def test_malformed_lines_are_quarantined_without_text(tmp_path: Path) -> None:
         rec("neg", "2026-11-20T10:00:00+08:00", usage={"prompt_tokens": -1}),
         rec("tags", "2026-11-20T10:00:00+08:00", tags=["x"]),
         b"\xff\xfe not utf-8\n",
+        rec("choices", "2026-11-20T10:00:00+08:00", choices=["x"]),
+        rec("inputs", "2026-11-20T10:00:00+08:00", inputs=[{"a": 1}]),
         b"plain text line " + CANARY.encode() + b"\n",
         b"   \n",
     ]
@@ -62,12 +64,16 @@ def test_malformed_lines_are_quarantined_without_text(tmp_path: Path) -> None:
     parser = DayParser(DAY)
     records = list(parser.parse([f]))
     assert [r.id for r in records] == ["ok1"]
-    assert parser.stats.quarantined == 7 and parser.stats.blank_lines == 1
-    assert [q.line for q in parser.quarantine] == [2, 3, 4, 5, 6, 7, 8]
+    assert parser.stats.quarantined == 9 and parser.stats.blank_lines == 1
+    assert [q.line for q in parser.quarantine] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert parser.quarantine[0].line_sha256 == hashlib.sha256(lines[1]).hexdigest()[:16]
     reasons = [q.reason for q in parser.quarantine]
     assert reasons[:3] == ["invalid JSON", "missing or invalid id", "ts is not an ISO 8601 timestamp"]
     assert "negative" in reasons[3] and reasons[5] == "not UTF-8"
+    assert reasons[6:8] == [
+        "choices is not a list of objects",
+        "inputs is not a list of strings or token-id lists",
+    ]
     assert all(CANARY not in repr(q) for q in parser.quarantine)
 
 

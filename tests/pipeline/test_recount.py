@@ -108,3 +108,25 @@ def test_one_bad_template_does_not_spoil_the_batch() -> None:
     got = recount(recs, lambda _m: Picky())
     assert got["ok"] == Recount("ok", 3, 3, Picky.fingerprint)  # completion + 1 stop token
     assert got["bad"] == Recount("error", None, None, Picky.fingerprint)
+
+
+def test_every_choice_and_every_input_is_counted(table: dict[str, TokenCounter]) -> None:
+    qwen = table["qwen3-8b"]
+    choices = [
+        {"index": 0, "completion": "好的。", "finish_reason": "stop"},
+        {"index": 1, "completion": "当然可以，", "finish_reason": "length"},  # no stop token generated
+        {"index": 2, "completion": "", "finish_reason": "stop"},
+    ]
+    recs = [
+        UsageRecord("n3", TS, model="qwen3-8b", messages=MSGS, completion="好的。", choices=choices),
+        UsageRecord(
+            "tc", TS, model="qwen3-8b", messages=MSGS, choices=[*choices, {"index": 3, "tool_calls": [{}]}]
+        ),
+        UsageRecord("in", TS, model="qwen3-8b", endpoint="completions", inputs=["第一个提示", [1, 2, 3, 4]]),
+    ]
+    got = recount(recs, counter_for(table))
+    want = qwen.count("好的。") + 1 + qwen.count("当然可以，") + 0 + 1
+    assert got["n3"] == Recount("ok", qwen.count_messages(MSGS), want, qwen.fingerprint)
+    assert got["tc"].completion_tokens is None and got["tc"].prompt_tokens == qwen.count_messages(MSGS)
+    assert got["in"].prompt_tokens == qwen.count("第一个提示", add_special_tokens=True) + 4
+    assert got["in"].completion_tokens is None

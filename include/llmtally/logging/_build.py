@@ -339,13 +339,63 @@ def _build(
                 rec[key] = value
         if "tool_calls" in rec:
             rec["tool_calls"] = _messages(rec["tool_calls"])
+        if "choices" in rec:
+            _choices(rec)
+        if "inputs" in rec:
+            _inputs(rec)
     if not full:
         _apply_policy(rec, policy)
     return rec
 
 
+def _choices(rec: dict[str, Any]) -> None:
+    """Every choice of an ``n > 1`` call as plain data; ``completion_chars`` covers them all."""
+    choices = rec["choices"]
+    if not isinstance(choices, list):
+        return
+    plain = []
+    chars = 0
+    for c in choices:
+        c = dict(_plain(c)) if not isinstance(c, dict) else dict(c)
+        if "tool_calls" in c:
+            c["tool_calls"] = _messages(c["tool_calls"])
+        text = c.get("completion")
+        if type(text) is str:
+            chars += len(text)
+        plain.append(c)
+    rec["choices"] = plain
+    rec["completion_chars"] = chars
+
+
+def _inputs(rec: dict[str, Any]) -> None:
+    """Several prompts or embedding inputs (strings or token-id lists) in one call."""
+    inputs = rec["inputs"]
+    if not isinstance(inputs, list):
+        return
+    rec["prompt_chars"] = sum(len(x) for x in inputs if type(x) is str)
+    # digest of the inputs as one canonical prompt string: equal inputs, equal digest
+    rec["prompt_sha256"] = prompt_digest(None, _canonical(inputs), None)
+
+
 def _apply_policy(rec: dict[str, Any], policy: TextPolicy) -> None:
     n = policy.prefix
+    choices = rec.get("choices")
+    if isinstance(choices, list):
+        for c in choices:
+            for key in ("completion", "reasoning"):
+                if isinstance(c.get(key), str):
+                    if policy.mode == "hash":
+                        del c[key]
+                    else:
+                        c[key] = c[key][:n]
+            if c.get("tool_calls") is not None:
+                c["tool_calls"] = _tool_call_names(c["tool_calls"])
+    inputs = rec.get("inputs")
+    if isinstance(inputs, list):
+        if policy.mode == "hash":
+            del rec["inputs"]
+        else:
+            rec["inputs"] = [x[:n] if type(x) is str else [] for x in inputs]
     for key in _TEXT_KEYS:
         value = rec.get(key)
         if value is None:

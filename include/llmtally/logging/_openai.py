@@ -1,4 +1,4 @@
-"""``wrap_openai``: log every Chat Completions and Responses call an OpenAI client makes.
+"""``wrap_openai``: log every Chat Completions, Responses, Completions and Embeddings call a client makes.
 
 Works with ``OpenAI`` and ``AsyncOpenAI`` (and so with the OpenAI-compatible endpoints of vLLM,
 SGLang, DashScope, DeepSeek…), plain and streaming.  Usage is what the server reported; nothing is
@@ -42,24 +42,50 @@ def _reasoning_of(obj: Any) -> Any:
     return _get(obj, "reasoning_content") or _get(obj, "reasoning")
 
 
+def _choice_fields(choice: Any) -> dict[str, Any]:
+    """One choice of a Chat Completions (``message``) or legacy Completions (``text``) result."""
+    msg = _get(choice, "message")
+    out: dict[str, Any] = {"index": _get(choice, "index") or 0}
+    if msg is None:  # legacy completions
+        out["completion"] = _get(choice, "text")
+    else:
+        out["completion"] = _get(msg, "content")
+        reasoning = _reasoning_of(msg)
+        if isinstance(reasoning, str):
+            out["reasoning"] = reasoning
+        calls = _get(msg, "tool_calls")
+        if calls:
+            out["tool_calls"] = [_plain(c) for c in calls]
+    out["finish_reason"] = _get(choice, "finish_reason")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _with_choices(out: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """Choice 0 as the record's own ``completion`` etc.; every choice in ``choices`` when n > 1."""
+    if choices:
+        out.update({k: v for k, v in choices[0].items() if k != "index"})
+    if len(choices) > 1:
+        out["choices"] = choices
+    return out
+
+
 def response_fields(response: Any) -> dict[str, Any]:
-    """Record fields of a Chat Completions or Responses result (SDK object or dict)."""
+    """Record fields of a Chat Completions, legacy Completions, Embeddings or Responses result.
+
+    ``response`` is an SDK object or a dict.  With several choices (``n > 1``) the record keeps
+    choice 0 in ``completion`` / ``reasoning`` / ``tool_calls`` / ``finish_reason`` and every choice
+    in ``choices``, so the recount bills them all.  An embeddings result keeps only its usage.
+    """
     out: dict[str, Any] = {"usage": _get(response, "usage"), "request_id": _get(response, "id")}
-    choices = _get(response, "choices")
-    if choices is not None:  # Chat Completions
-        out["endpoint"] = "chat.completions"
-        if choices:
-            first = choices[0]
-            msg = _get(first, "message")
-            out["completion"] = _get(msg, "content")
-            reasoning = _reasoning_of(msg)
-            if isinstance(reasoning, str):
-                out["reasoning"] = reasoning
-            calls = _get(msg, "tool_calls")
-            if calls:
-                out["tool_calls"] = [_plain(c) for c in calls]
-            out["finish_reason"] = _get(first, "finish_reason")
+    if _get(response, "object") == "list" and _get(response, "data") is not None:  # embeddings
+        out["endpoint"] = "embeddings"
         return out
+    choices = _get(response, "choices")
+    if choices is not None:  # Chat Completions or legacy Completions
+        fields = sorted((_choice_fields(c) for c in choices), key=lambda c: c["index"])
+        legacy = bool(choices) and _get(choices[0], "message") is None
+        out["endpoint"] = "completions" if legacy else "chat.completions"
+        return _with_choices(out, fields)
     output = _get(response, "output")
     if output is not None:  # Responses
         out["endpoint"] = "responses"
@@ -94,11 +120,29 @@ def response_fields(response: Any) -> dict[str, Any]:
     return out
 
 
+def _inputs(given: Any) -> list[Any] | None:
+    """A prompt / embeddings ``input`` as a list of strings or token-id lists."""
+    if given is None:
+        return None
+    if isinstance(given, str):
+        return [given]
+    items = list(given)
+    if items and all(isinstance(x, int) for x in items):
+        return [items]  # one prompt given as token ids
+    return [x if isinstance(x, str) else list(x) for x in items]
+
+
 def _request_fields(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"endpoint": endpoint, "model": _given(kwargs.get("model"))}
     if endpoint == "chat.completions":
         messages = _given(kwargs.get("messages"))
         fields["messages"] = list(messages) if messages is not None else None
+    elif endpoint in ("completions", "embeddings"):
+        inputs = _inputs(_given(kwargs.get("prompt" if endpoint == "completions" else "input")))
+        if inputs is not None and len(inputs) == 1 and isinstance(inputs[0], str):
+            fields["prompt"] = inputs[0]
+        else:
+            fields["inputs"] = inputs
     else:
         items: list[Any] = []
         instructions = _given(kwargs.get("instructions"))
@@ -116,6 +160,16 @@ def _request_fields(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(extra_body, Mapping) and isinstance(extra_body.get("chat_template_kwargs"), Mapping):
         fields["template_kwargs"] = dict(extra_body["chat_template_kwargs"])
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _expected_choices(endpoint: str, kwargs: Mapping[str, Any]) -> int:
+    """How many choices a call asks for: ``n`` (per prompt, for legacy completions)."""
+    n = _given(kwargs.get("n"))
+    per = n if isinstance(n, int) and n > 0 else 1
+    if endpoint == "completions":
+        prompts = _inputs(_given(kwargs.get("prompt")))
+        return per * max(1, len(prompts or ()))
+    return per
 
 
 def _error_status(exc: BaseException) -> str:
@@ -137,21 +191,49 @@ def _error_fields(exc: BaseException) -> dict[str, Any]:
     return fields
 
 
+class _Choice:
+    """What a stream delivered for one choice index."""
+
+    __slots__ = ("calls", "finish_reason", "reasoning", "text")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[Any, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+
+    def fields(self, index: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": index, "completion": "".join(self.text)}
+        if self.reasoning:
+            out["reasoning"] = "".join(self.reasoning)
+        if self.calls:
+            out["tool_calls"] = [self.calls[k] for k in sorted(self.calls, key=lambda k: k or 0)]
+        if self.finish_reason:
+            out["finish_reason"] = self.finish_reason
+        return out
+
+
 class _Call:
     """One instrumented API call: what was sent, what came back, logged exactly once."""
 
-    def __init__(self, logger: UsageLogger | None, tags: Mapping[str, str], request: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        logger: UsageLogger | None,
+        tags: Mapping[str, str],
+        request: dict[str, Any],
+        expected: int = 1,
+    ) -> None:
         self.logger = logger
         self.tags = tags
         self.request = request
+        self.expected = expected
         self.started = time.time()
         self.t0 = time.perf_counter()
         self.done = False
         # streaming state
         self.hide_usage_chunk = False
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.calls: dict[Any, dict[str, Any]] = {}
+        self.usage_requested = False
+        self.choices: dict[int, _Choice] = {}
         self.streamed: dict[str, Any] = {}
         self.final: Any = None
         self.first_token_ms: float | None = None
@@ -175,10 +257,10 @@ class _Call:
 
     def observe(self, item: Any) -> None:
         try:
-            if self.request["endpoint"] == "chat.completions":
-                self._observe_chunk(item)
-            else:
+            if self.request["endpoint"] == "responses":
                 self._observe_event(item)
+            else:
+                self._observe_chunk(item)
         except Exception:
             pass
 
@@ -193,20 +275,22 @@ class _Call:
         if usage is not None:
             s["usage"] = usage
         for choice in _get(chunk, "choices") or []:
-            if (_get(choice, "index") or 0) != 0:
-                continue
+            index = _get(choice, "index") or 0
+            acc = self.choices.get(index)
+            if acc is None:
+                acc = self.choices[index] = _Choice()
             delta = _get(choice, "delta")
-            content = _get(delta, "content")
+            content = _get(delta, "content") if delta is not None else _get(choice, "text")
             if isinstance(content, str) and content:
                 self._mark_first()
-                self.text.append(content)
+                acc.text.append(content)
             reasoning = _reasoning_of(delta)
             if isinstance(reasoning, str) and reasoning:
                 self._mark_first()
-                self.reasoning.append(reasoning)
+                acc.reasoning.append(reasoning)
             for tc in _get(delta, "tool_calls") or []:
                 self._mark_first()
-                call = self.calls.setdefault(
+                call = acc.calls.setdefault(
                     _get(tc, "index"),
                     {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
                 )
@@ -218,20 +302,35 @@ class _Call:
                 if _get(fn, "arguments"):
                     call["function"]["arguments"] += _get(fn, "arguments")
             if _get(choice, "finish_reason"):
-                s["finish_reason"] = _get(choice, "finish_reason")
+                acc.finish_reason = _get(choice, "finish_reason")
 
     def _observe_event(self, event: Any) -> None:
         kind = _get(event, "type") or ""
+        acc = self.choices.setdefault(0, _Choice())
         if kind == "response.output_text.delta":
             self._mark_first()
-            self.text.append(_get(event, "delta") or "")
+            acc.text.append(_get(event, "delta") or "")
         elif kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
             self._mark_first()
-            self.reasoning.append(_get(event, "delta") or "")
+            acc.reasoning.append(_get(event, "delta") or "")
         elif kind in ("response.created", "response.in_progress"):
             self.streamed["request_id"] = _get(_get(event, "response"), "id")
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             self.final = _get(event, "response")
+
+    def all_finished(self) -> bool:
+        """Every expected choice has its ``finish_reason`` (a chat or completions stream)."""
+        done = sum(1 for c in self.choices.values() if c.finish_reason)
+        return done >= self.expected
+
+    def awaits_usage(self) -> bool:
+        """Generation is over and the usage chunk asked for has not come yet."""
+        return (
+            self.usage_requested
+            and self.request["endpoint"] != "responses"
+            and "usage" not in self.streamed
+            and self.all_finished()
+        )
 
     def hidden(self, item: Any) -> bool:
         """The usage-only last chunk we asked for on the caller's behalf."""
@@ -241,13 +340,10 @@ class _Call:
         if self.final is not None:
             fields = response_fields(self.final)
         else:
-            fields = dict(self.streamed)
-            fields["completion"] = "".join(self.text)
-            if self.reasoning:
-                fields["reasoning"] = "".join(self.reasoning)
-            if self.calls:
-                fields["tool_calls"] = [self.calls[k] for k in sorted(self.calls, key=lambda k: k or 0)]
-        if status == "abandoned" and fields.get("finish_reason") and self.final is None:
+            fields = _with_choices(
+                dict(self.streamed), [self.choices[i].fields(i) for i in sorted(self.choices)]
+            )
+        if status == "abandoned" and self.final is None and self.choices and self.all_finished():
             status = "ok"  # everything but the trailing usage chunk was read
         fields["status"] = status
         fields["ttft_ms"] = round(self.first_token_ms, 3) if self.first_token_ms is not None else None
@@ -261,12 +357,28 @@ class _Call:
             fields.update(_error_fields(exc))
         self.finish(fields)
 
+    def _ahead(self, item: Any, pulled: list[Any]) -> list[Any]:
+        """What to hand the caller now: ``item``, then what was read ahead of it."""
+        out = [] if self.hidden(item) else [item]
+        out.extend(x for x in pulled if not self.hidden(x))
+        if pulled and "usage" in self.streamed:
+            self.finish_stream("ok")  # complete: log now, even if the caller stops reading here
+        return out
+
     def sync_iter(self, inner: Iterator[Any]) -> Iterator[Any]:
         try:
             for item in inner:
                 self.observe(item)
-                if not self.hidden(item):
-                    yield item
+                pulled: list[Any] = []
+                # The last finish_reason came: read on to the usage chunk before handing it over,
+                # so a caller who stops at finish_reason still gets the server's usage recorded.
+                while self.awaits_usage():
+                    nxt = next(inner, _END)
+                    if nxt is _END:
+                        break
+                    self.observe(nxt)
+                    pulled.append(nxt)
+                yield from self._ahead(item, pulled)
         except GeneratorExit:
             self.finish_stream("abandoned")
             close = getattr(inner, "close", None)
@@ -282,8 +394,15 @@ class _Call:
         try:
             async for item in inner:
                 self.observe(item)
-                if not self.hidden(item):
-                    yield item
+                pulled: list[Any] = []
+                while self.awaits_usage():
+                    nxt = await anext(inner, _END)
+                    if nxt is _END:
+                        break
+                    self.observe(nxt)
+                    pulled.append(nxt)
+                for out in self._ahead(item, pulled):
+                    yield out
         except GeneratorExit:
             self.finish_stream("abandoned")
             aclose = getattr(inner, "aclose", None)
@@ -294,6 +413,9 @@ class _Call:
             self.finish_stream("error", exc)
             raise
         self.finish_stream("ok")
+
+
+_END = object()
 
 
 def _instrument_stream(stream: Any, call: _Call, is_async: bool) -> Any:
@@ -336,12 +458,17 @@ def _prepare(
     include_usage: bool,
 ) -> tuple[_Call, bool]:
     stream = kwargs.get("stream") is True
-    call = _Call(logger, tags, _request_fields(endpoint, kwargs))
-    if stream and endpoint == "chat.completions" and include_usage:
+    call = _Call(logger, tags, _request_fields(endpoint, kwargs), _expected_choices(endpoint, kwargs))
+    if stream and endpoint in ("chat.completions", "completions"):
         options = _given(kwargs.get("stream_options"))
-        if options is None or (isinstance(options, Mapping) and "include_usage" not in options):
+        asked = isinstance(options, Mapping) and options.get("include_usage") is True
+        if include_usage and (
+            options is None or (isinstance(options, Mapping) and "include_usage" not in options)
+        ):
             kwargs["stream_options"] = {**(options or {}), "include_usage": True}
             call.hide_usage_chunk = True
+            asked = True
+        call.usage_requested = asked
     return call, stream
 
 
@@ -388,27 +515,34 @@ def _wrap_create(
     return screate
 
 
+_ENDPOINTS = ("chat.completions", "responses", "completions", "embeddings")
+
+
 def wrap_openai(
     client: _T, logger: UsageLogger | None = None, *, include_usage: bool = True, **tags: Any
 ) -> _T:
     """Instrument an ``OpenAI`` / ``AsyncOpenAI`` client in place and return it.
 
-    Every ``client.chat.completions.create(...)`` and ``client.responses.create(...)`` call (sync or
-    async, plain or ``stream=True``) is logged to ``logger`` (default: the default logger) with the
-    messages, tools and model sent, the text, reasoning and tool calls received, the usage the server
-    reported, latency, time to first token and status (``ok``, ``error``, ``timeout`` or ``abandoned``
-    for a stream closed or dropped early).  ``tags`` are added to every record.
+    Every ``client.chat.completions.create(...)``, ``client.responses.create(...)``, legacy
+    ``client.completions.create(...)`` and ``client.embeddings.create(...)`` call (sync or async,
+    plain or ``stream=True``) is logged to ``logger`` (default: the default logger) with the
+    messages, prompt or inputs, tools and model sent, the text, reasoning and tool calls received
+    (every choice when ``n > 1``), the usage the server reported, latency, time to first token and
+    status (``ok``, ``error``, ``timeout`` or ``abandoned`` for a stream closed or dropped early).
+    ``tags`` are added to every record.  Embedding vectors are never logged.
 
-    For streamed chats the wrapper asks for ``stream_options.include_usage`` (unless the caller set
-    it, or ``include_usage=False``) and hides the extra usage-only chunk from the caller.  Wrapping
-    twice is harmless.  Copies made with ``client.with_options(...)`` are not instrumented; wrap them
-    too.
+    For streamed chats and completions the wrapper asks for ``stream_options.include_usage``
+    (unless the caller set it, or ``include_usage=False`` for a server that rejects the option) and
+    hides the extra usage-only chunk from the caller.  When the last ``finish_reason`` arrives it
+    reads on to that usage chunk before handing the finishing chunk over, so a caller who stops
+    reading at ``finish_reason`` still has the server's usage recorded.  Wrapping twice is
+    harmless.  Copies made with ``client.with_options(...)`` are not instrumented; wrap them too.
     """
     str_tags = {str(k): str(v) for k, v in tags.items() if v is not None}
-    for path, endpoint in (("chat.completions", "chat.completions"), ("responses", "responses")):
+    for endpoint in _ENDPOINTS:
         resource: Any = client
         try:
-            for part in path.split("."):
+            for part in endpoint.split("."):
                 resource = getattr(resource, part)
             create = resource.create
         except AttributeError:

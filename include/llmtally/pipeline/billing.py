@@ -63,12 +63,14 @@ def outcome(status: str | None, http_status: int | None = None) -> str:
     return "error" if failed else "other"
 
 
-def stop_generated(rec: UsageRecord) -> bool:
+def stop_generated(rec: UsageRecord, finish_reason: str | None = None) -> bool:
     """Whether the engine generated (and billed) a stop token: a call that ended normally, not by
-    the length limit, an abort, a filter, an error or a timeout."""
+    the length limit, an abort, a filter, an error or a timeout.  ``finish_reason`` is one choice's
+    (default: the record's own)."""
     if outcome(rec.status, rec.http_status) not in ("ok", "other"):
         return False
-    return rec.finish_reason is None or rec.finish_reason.strip().lower() not in _NOT_STOPPED
+    reason = finish_reason if finish_reason is not None else rec.finish_reason
+    return reason is None or reason.strip().lower() not in _NOT_STOPPED
 
 
 @dataclass(frozen=True, slots=True)

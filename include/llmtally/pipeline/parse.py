@@ -291,6 +291,18 @@ class DayParser:
             raise _Bad("messages is not a list")
         if tools is not None and not isinstance(tools, list):
             raise _Bad("tools is not a list")
+        choices, inputs = obj.get("choices"), obj.get("inputs")
+        if choices is not None and not (
+            isinstance(choices, list) and all(isinstance(c, dict) for c in choices)
+        ):
+            raise _Bad("choices is not a list of objects")
+        if inputs is not None and not (
+            isinstance(inputs, list)
+            and all(
+                isinstance(x, str) or (isinstance(x, list) and all(type(t) is int for t in x)) for x in inputs
+            )
+        ):
+            raise _Bad("inputs is not a list of strings or token-id lists")
         kwargs = obj.get("template_kwargs")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise _Bad("template_kwargs is not an object")
@@ -320,6 +332,8 @@ class DayParser:
             completion=obj.get("completion"),
             reasoning=obj.get("reasoning"),
             tool_calls=obj.get("tool_calls"),
+            choices=choices,
+            inputs=inputs,
             text=obj.get("text"),
             prompt_sha256=obj.get("prompt_sha256"),
             prompt_chars=_int_or_none(obj.get("prompt_chars"), "prompt_chars"),

@@ -39,6 +39,8 @@ class UsageRecord:
     completion: str | None = None
     reasoning: str | None = None
     tool_calls: Any = None
+    choices: Sequence[Mapping[str, Any]] | None = None
+    inputs: Sequence[Any] | None = None
     text: str | None = None
     prompt_sha256: str | None = None
     prompt_chars: int | None = None
@@ -94,7 +96,7 @@ class UsageRecord:
         """Whether full prompt text is present (``text`` is ``full`` or absent)."""
         if self.legacy or self.text not in (None, "full"):
             return False
-        return self.messages is not None or self.prompt is not None
+        return self.messages is not None or self.prompt is not None or self.inputs is not None
 
     @property
     def feature(self) -> str:

@@ -12,8 +12,11 @@ it.  What is counted:
   stop was generated (:func:`llmtally.pipeline.billing.stop_generated`: status ok and
   ``finish_reason`` ``stop`` or none; never after ``length``, an abort, an error or a timeout), as
   the counter's ``counts_stop_token`` says (OpenAI-accounted counters bill none).
+  Every choice of an ``n > 1`` call (``choices``) is counted, each with its own stop token.
   Completions with separate ``reasoning`` or with ``tool_calls`` are not recounted (the generated
   text cannot be rebuilt exactly); their prompt is.
+* several prompts or embedding inputs (``inputs``): each as a raw prompt, summed (token-id lists
+  count their length); an embeddings call generates no completion (its usage says 0).
 
 Records without full text (``text`` = ``hash`` / ``prefix:N``, legacy lines) are ``not_recountable``;
 records whose model has no tokenizer are ``unknown_model`` (never guessed); a record whose chat
@@ -74,10 +77,21 @@ def _prompt_item(rec: UsageRecord) -> BatchItem | None:
     return item
 
 
-def _completion_text(rec: UsageRecord) -> str | None:
+def _completions(rec: UsageRecord) -> list[tuple[str, bool]] | None:
+    """The completion texts to count (every choice of an ``n > 1`` call), each with whether its
+    stop token was generated; ``None`` when the completion cannot be rebuilt exactly."""
+    if rec.choices:
+        out = []
+        for c in rec.choices:
+            text = c.get("completion")
+            if not isinstance(text, str) or c.get("reasoning") or c.get("tool_calls"):
+                return None
+            reason = c.get("finish_reason")
+            out.append((text, stop_generated(rec, reason if isinstance(reason, str) else None)))
+        return out
     if rec.completion is None or rec.reasoning or rec.tool_calls:
         return None
-    return rec.completion
+    return [(rec.completion, stop_generated(rec))]
 
 
 def _safe_batch(counter: TokenCounter, items: list[BatchItem]) -> list[int | None]:
@@ -96,6 +110,11 @@ def _safe_batch(counter: TokenCounter, items: list[BatchItem]) -> list[int | Non
         return out
 
 
+def _count_inputs(counter: TokenCounter, inputs: Sequence[Any]) -> int:
+    """Several prompts: each as a raw prompt (special tokens added), token-id lists by length."""
+    return sum(len(x) if isinstance(x, list) else counter.count(x, add_special_tokens=True) for x in inputs)
+
+
 def _count_model(counter: TokenCounter, records: list[UsageRecord], batch_size: int) -> dict[str, Recount]:
     fp = counter.fingerprint
     stop = 1 if counter.counts_stop_token else 0
@@ -104,27 +123,35 @@ def _count_model(counter: TokenCounter, records: list[UsageRecord], batch_size: 
         chunk = records[start : start + batch_size]
         chats: list[tuple[int, BatchItem]] = []
         texts: list[tuple[int, str]] = []
+        stops: dict[int, int] = {}
         for i, rec in enumerate(chunk):
             item = _prompt_item(rec)
             if item is not None:
                 chats.append((i, item))
-            text = _completion_text(rec)
-            if text is not None:
-                texts.append((i, text))
+            parts = _completions(rec)
+            if parts is not None:
+                texts.extend((i, text) for text, _ in parts)
+                stops[i] = stop * sum(generated for _, generated in parts)
         counted = _safe_batch(counter, [it for _, it in chats] + [t for _, t in texts])
         prompt: dict[int, int | None] = {i: counted[k] for k, (i, _) in enumerate(chats)}
-        completion: dict[int, int | None] = {i: counted[len(chats) + k] for k, (i, _) in enumerate(texts)}
+        completion: dict[int, int | None] = {}
+        for k, (i, _) in enumerate(texts):
+            n = counted[len(chats) + k]
+            prev = completion.get(i, 0)
+            completion[i] = None if n is None or prev is None else prev + n
         for i, rec in enumerate(chunk):
             failed = (i in prompt and prompt[i] is None) or (i in completion and completion[i] is None)
             p = prompt.get(i)
-            if rec.messages is None and rec.prompt is not None:
+            if rec.messages is None and (rec.prompt is not None or rec.inputs is not None):
                 try:
-                    p = counter.count(rec.prompt, add_special_tokens=True)
+                    p = 0 if rec.prompt is None else counter.count(rec.prompt, add_special_tokens=True)
+                    if rec.inputs is not None:
+                        p += _count_inputs(counter, rec.inputs)
                 except _ITEM_ERRORS:
                     failed = True
             c = completion.get(i)
-            if c is not None and stop_generated(rec):
-                c += stop
+            if c is not None:
+                c += stops.get(i, 0)
             if failed:
                 out[rec.id] = Recount("error", None, None, fp)
             else:
