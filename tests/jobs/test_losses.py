@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llmtally import ConfigError
 from llmtally.jobs import daily
 from llmtally.jobs._staging import ParseIndex, Staging
 from llmtally.store import DayLoad
@@ -50,3 +51,38 @@ def test_loss_markers_go_from_parse_through_staging_into_the_day_load(tmp_path: 
     assert (e.service, e.host, e.records, e.reason) == ("api", "web-1", 312, "disk full")
     assert e.first_ts.isoformat() == "2026-11-20T10:00:01+00:00"
     assert e.last_ts.isoformat() == "2026-11-20T10:03:30+00:00"
+
+
+def test_cardinality_limits_from_the_config_fold_users_through_the_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "llmtally.toml"
+    cfg.write_text("[cardinality]\nusers_per_day = 2\n")
+    monkeypatch.setenv("LLMTALLY_CONFIG", str(cfg))
+    assert daily.cardinality_limits() == {"user_id": 2, "tenant": 100_000}
+    logs = tmp_path / "logs" / "api"
+    logs.mkdir(parents=True)
+    lines = [
+        {"v": 1, "id": f"{i:032x}", "ts": "2026-11-20T10:00:00+00:00", "service": "api", "model": "m",
+         "tags": {"user": f"random-{i}"}, "usage": {"prompt_tokens": 10 + i, "completion_tokens": 2}}
+        for i in range(5)
+    ]  # fmt: skip
+    (logs / "usage-api-web-1-7-20261120T100000-1.jsonl").write_text(
+        "".join(json.dumps(x) + "\n" for x in lines)
+    )
+    p = daily.plan({"day": "2026-11-20", "sources": [str(tmp_path / "logs" / "*")]}, run_id="t")
+    daily.parse(p, daily.collect(p))
+    stage = Staging(p["staging"])
+    stage.write("recount", {})
+    daily.reconcile(p, {})
+    load = stage.read("dayload", DayLoad)
+    assert sorted(h.user_id for h in load.hourly) == ["(other)", "random-3", "random-4"]
+    ((fold),) = load.folds
+    assert (fold.service, fold.dimension, fold.limit, fold.distinct, fold.folded, fold.requests) == (
+        "api", "user_id", 2, 5, 3, 3,
+    )  # fmt: skip
+    assert fold.tokens == 10 + 11 + 12 + 3 * 2 and load.quality.folded_values == 3
+    for bad in ("users_per_day = 0", "users_per_day = true", "people_per_day = 5"):
+        cfg.write_text(f"[cardinality]\n{bad}\n")
+        with pytest.raises(ConfigError, match=r"\[cardinality\]"):
+            daily.cardinality_limits()

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from llmtally.pipeline import ParseStats, Recount, UsageRecord, billed, reconcile
 from llmtally.pricing import load_prices
+from llmtally.store import FoldEntry
 
 DAY = date(2026, 11, 20)
 T0 = datetime(2026, 11, 20, 2, 15, tzinfo=UTC)
@@ -147,3 +148,59 @@ def test_loss_markers_merge_into_episodes_and_count_in_quality() -> None:
     stats = ParseStats(records=1, loss_markers=9, lost_records=99)  # the parser counts beyond what it keeps
     load = reconcile([R("a", usage={"prompt_tokens": 1, "completion_tokens": 1})], {}, day=DAY, stats=stats)
     assert (load.quality.lost_records, load.quality.loss_markers) == (99, 9)
+
+
+def test_users_and_tenants_over_the_limit_fold_into_other_with_exact_totals() -> None:
+    """A burst of random user ids cannot blow up usage_hourly: the limit's top spenders stay."""
+    prices = load_prices()
+    recs = []
+    for i in range(40):  # user u00 bills most; ids u00..u39 in one service; tenant per 10 users
+        usage = {"prompt_tokens": 1000 - 10 * i, "completion_tokens": 5}
+        tags = {"feature": "chat", "user": f"u{i:02d}", "tenant": f"t{i // 10}"}
+        recs.append(UsageRecord(f"r{i}", T0, service="svc", model="gpt-4o-mini", tags=tags, usage=usage))
+        recs.append(UsageRecord(f"s{i}", T1, service="svc", model="gpt-4o-mini", tags=tags, usage=usage))
+    recs.append(
+        UsageRecord(
+            "anon", T0, service="svc", model="gpt-4o-mini", usage={"prompt_tokens": 1, "completion_tokens": 1}
+        )
+    )
+    recs += [
+        UsageRecord(
+            f"o{i}",
+            T0,
+            service="other",
+            model="gpt-4o-mini",
+            tags={"user": f"x{i}"},
+            usage={"prompt_tokens": 1, "completion_tokens": 1},
+        )
+        for i in range(8)
+    ]
+    plain = reconcile(recs, {}, day=DAY, tz="UTC", prices=prices, max_distinct={})
+    load = reconcile(recs, {}, day=DAY, tz="UTC", prices=prices, max_distinct={"user_id": 10, "tenant": 3})
+    users = {h.user_id for h in load.hourly if h.service == "svc"}
+    assert users == {f"u{i:02d}" for i in range(10)} | {"(other)", ""}
+    assert {h.user_id for h in load.hourly if h.service == "other"} == {f"x{i}" for i in range(8)}
+    assert {h.tenant for h in load.hourly if h.service == "svc"} == {"t0", "t1", "t2", "(other)", ""}
+    for col in ("requests", "prompt_tokens", "completion_tokens"):
+        assert sum(getattr(h, col) for h in load.hourly) == sum(getattr(h, col) for h in plain.hourly)
+    assert sum(h.cost for h in load.hourly if h.cost) == sum(h.cost for h in plain.hourly if h.cost)
+    other = [h for h in load.hourly if h.user_id == "(other)"]
+    assert sum(h.requests for h in other) == 60 and len({h.hour for h in other}) == 2
+    tail = sum(2 * (1000 - 10 * i + 5) for i in range(10, 40))
+    assert load.folds == [
+        FoldEntry(
+            DAY,
+            "svc",
+            "tenant",
+            3,
+            4,
+            1,
+            requests=20,
+            tokens=sum(2 * (1000 - 10 * i + 5) for i in range(30, 40)),
+        ),
+        FoldEntry(DAY, "svc", "user_id", 10, 40, 30, requests=60, tokens=tail),
+    ]
+    assert (load.quality.folded_values, load.quality.folded_requests) == (31, 80)
+    assert plain.folds == [] and plain.quality.folded_values == 0
+    # the default limit (100,000 per service and day) leaves an ordinary day alone
+    assert reconcile(recs, {}, day=DAY, tz="UTC", prices=prices).folds == []

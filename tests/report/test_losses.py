@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from llmtally.report import ReportSettings, make_report
-from llmtally.store import LossEntry, MemoryStore
+from llmtally.store import FoldEntry, LossEntry, MemoryStore
 from tests.report.records import loads, open_store, record
 from tests.support import REPO_ROOT
 
@@ -76,3 +76,19 @@ def test_loss_keys_are_documented() -> None:
     keys = {*s["losses"], *s["losses"]["entries"][0]}
     missing = sorted(k for k in keys if f"`{k}`" not in doc and not re.search(rf"[{{,]\s*{k}\b", doc))
     assert missing == [] and "`losses`" in doc
+
+
+@pytest.mark.parametrize("kind", ["memory", "postgres"])
+def test_folded_users_are_said_in_the_report(kind: str, request: pytest.FixtureRequest) -> None:
+    fold = FoldEntry(D, "cs-bot", "user_id", 100_000, 123_456, 23_456, requests=30_000, tokens=4_500_000)
+    with open_store(kind, request) as store:
+        store.load_day(replace(_day([], 0), folds=[fold]))
+        en = make_report(store, D, timezone=TZ, settings=ReportSettings(lang="en"))
+        zh = make_report(store, D, timezone=TZ, settings=ReportSettings(lang="zh"))
+    assert en.summary["folds"] == [
+        {"service": "cs-bot", "dimension": "user_id", "limit": 100_000, "distinct": 123_456,
+         "folded": 23_456, "requests": 30_000, "tokens": 4_500_000}
+    ]  # fmt: skip
+    sentence = "had 123,456 distinct users (limit 100,000): the 23,456 that billed least"
+    assert sentence in en.text and sentence in en.html_file and sentence in en.html_email
+    assert "123,456 个不同的用户（上限 100,000）" in zh.html_file

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmtally import ConfigError, DataQualityError, LessEvidenceError, StorageError
-from llmtally.store import DayLoad, PostgresStore, UsageStore, Where, fold
+from llmtally.store import DayLoad, FoldEntry, PostgresStore, UsageStore, Where, fold
 from tests.store.days import broken, day_load
 
 D1, D2 = date(2026, 11, 20), date(2026, 11, 21)
@@ -236,3 +236,18 @@ def test_snapshot_reads_one_state(store: UsageStore, writer: UsageStore) -> None
             assert store.daily_totals(D1, D1)[D1].requests == 6
     assert store.daily_totals(D1, D1)[D1].requests == 12
     assert store.loaded_days(D1, D2) == [D1, D2]
+
+
+def test_folds_round_trip_and_a_reload_replaces_them(store: UsageStore) -> None:
+    folds = [
+        FoldEntry(D1, "api", "tenant", 50, 60, 10, requests=12, tokens=3400),
+        FoldEntry(D1, "api", "user_id", 100_000, 250_000, 150_000, requests=150_001, tokens=9_876_543_210),
+    ]
+    load = replace(day_load(D1), folds=folds)
+    store.load_day(load)
+    assert store.folds(D1) == folds and store.folds(D2) == []
+    store.load_day(replace(day_load(D1, run_id="again"), folds=[]))
+    assert store.folds(D1) == []
+    with pytest.raises(StorageError, match="another day"):
+        store.load_day(replace(day_load(D2), folds=[replace(folds[0], day=D1)]))
+    assert store.folds(D2) == []

@@ -250,6 +250,27 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_CARDINALITY_KEYS = {"users_per_day": "user_id", "tenants_per_day": "tenant"}
+
+
+def cardinality_limits() -> dict[str, int]:
+    """Distinct users and tenants per service and day kept in ``usage_hourly`` (the rest fold into
+    ``(other)``): ``[cardinality] users_per_day``, ``tenants_per_day`` in ``llmtally.toml``, else
+    :data:`llmtally.pipeline.reconcile.MAX_DISTINCT`."""
+    from ..pipeline.reconcile import MAX_DISTINCT
+
+    cfg = load_config()
+    table = cfg.section("cardinality")
+    limits = dict(MAX_DISTINCT)
+    for key, value in table.items():
+        if key not in _CARDINALITY_KEYS:
+            raise ConfigError(f"{cfg.path}: [cardinality] {key} is not one of {sorted(_CARDINALITY_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{cfg.path}: [cardinality] {key} must be a whole number >= 1, not {value!r}")
+        limits[_CARDINALITY_KEYS[key]] = value
+    return limits
+
+
 def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
     """Billed numbers, drift and estimate error; the day's aggregates, staged for loading."""
     from ..pipeline import Recount
@@ -272,6 +293,7 @@ def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
         losses=index.losses,
         run_id=p["run_id"],
         details={"recount": dict(counted)},
+        max_distinct=cardinality_limits(),
     )
     stage.write("dayload", load_)
     drift = sum(r.drift_records for r in load_.reconciliation)
@@ -351,6 +373,11 @@ def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
         len(day_load.hourly),
         time.perf_counter() - t0,
     )
+    for f in day_load.folds:  # names of services and dimensions only, never ids
+        log.warning(
+            "load: %s had %d distinct %s (limit %d): %d folded into (other), %d requests",
+            f.service, f.distinct, f.dimension, f.limit, f.folded, f.requests,
+        )  # fmt: skip
     return {"loaded": True, "hourly_rows": len(day_load.hourly)}
 
 

@@ -26,6 +26,7 @@ from ..store._rows import (
     SUM_COLUMNS,
     DayLoad,
     DayQuality,
+    FoldEntry,
     HourlyRow,
     LedgerEntry,
     LossEntry,
@@ -39,7 +40,7 @@ from .parse import ParseStats
 from .record import UsageRecord
 from .recount import Recount
 
-__all__ = ["LOSS_GAP", "Billed", "billed", "merge_losses", "reconcile"]
+__all__ = ["LOSS_GAP", "MAX_DISTINCT", "OTHER", "Billed", "billed", "merge_losses", "reconcile"]
 
 _NONE = Recount("not_recountable")
 _CENT12 = Decimal("1e-12")  # the store keeps money as numeric(30, 12)
@@ -178,6 +179,64 @@ class _Recon:
         )  # fmt: skip
 
 
+OTHER = "(other)"
+"""The value users or tenants over the cardinality limit are folded into."""
+MAX_DISTINCT: Mapping[str, int] = {"user_id": 100_000, "tenant": 100_000}
+"""Default cardinality limits: distinct values per service and day kept in ``usage_hourly``."""
+_DIM_AT = {"user_id": _KEY.index("user_id"), "tenant": _KEY.index("tenant")}
+_SERVICE_AT = _KEY.index("service")
+_P_AT, _C_AT = SUM_COLUMNS.index("prompt_tokens"), SUM_COLUMNS.index("completion_tokens")
+
+
+def _fold(
+    day: date,
+    hourly: dict[tuple[Any, ...], list[int]],
+    costs: dict[tuple[Any, ...], tuple[Decimal, str]],
+    limits: Mapping[str, int],
+) -> list[FoldEntry]:
+    """Fold, per service, the values of each limited dimension beyond its limit into ``OTHER``.
+
+    The values that billed the most tokens stay (ties: by name), so chargeback keeps its big
+    spenders; ``''`` (not given) is never folded nor counted; sums and costs of folded rows merge
+    exactly.  Changes ``hourly`` and ``costs``.
+    """
+    entries: list[FoldEntry] = []
+    for dim, limit in sorted(limits.items()):
+        at = _DIM_AT[dim]
+        spent: dict[str, dict[str, list[int]]] = {}
+        for key, acc in hourly.items():
+            per = spent.setdefault(key[_SERVICE_AT], {}).setdefault(key[at], [0, 0])
+            per[0] += acc[_P_AT] + acc[_C_AT]
+            per[1] += acc[0]
+        folded: dict[str, set[str]] = {}
+        for service, values in sorted(spent.items()):
+            values.pop("", None)  # "not given" is never folded
+            if len(values) <= limit:
+                continue
+            ranked = sorted(values, key=lambda v: (-values[v][0], v))
+            tail = ranked[limit:]
+            folded[service] = set(tail)
+            entries.append(
+                FoldEntry(
+                    day, service, dim, limit, len(values), len(tail),
+                    requests=sum(values[v][1] for v in tail), tokens=sum(values[v][0] for v in tail),
+                )
+            )  # fmt: skip
+        if not folded:
+            continue
+        for key in [k for k in hourly if k[at] in folded.get(k[_SERVICE_AT], ())]:
+            acc = hourly.pop(key)
+            new = (*key[:at], OTHER, *key[at + 1 :])
+            into = hourly.setdefault(new, [0] * len(acc))
+            for i, n in enumerate(acc):
+                into[i] += n
+            cost = costs.pop(key, None)
+            if cost is not None:
+                prev = costs.get(new)
+                costs[new] = (cost[0] + (prev[0] if prev else 0), cost[1])
+    return entries
+
+
 _FIELD_ORDER = [HOURLY_COLUMNS.index(f.name) for f in fields(HourlyRow)]
 """Where each ``HourlyRow`` field sits in ``HOURLY_COLUMNS`` order (derived from the names)."""
 
@@ -232,6 +291,7 @@ def reconcile(
     run_id: str | None = None,
     durations: Mapping[str, float] | None = None,
     details: Mapping[str, Any] | None = None,
+    max_distinct: Mapping[str, int] | None = None,
 ) -> DayLoad:
     """Aggregate a day's records into the rows :meth:`UsageStore.load_day` writes.
 
@@ -241,6 +301,11 @@ def reconcile(
     day's loss markers; merged here by :func:`merge_losses`) come from the parse; ``quality.lost_records``
     is the parser's count of lost records (the markers' sum without ``stats``).  ``run_id``,
     ``durations`` and ``details`` go to the ledger entry.
+
+    ``max_distinct`` (default :data:`MAX_DISTINCT`) caps the distinct ``user_id`` and ``tenant``
+    values per service and day: beyond it the values that billed least are folded into
+    :data:`OTHER` and the fold is written down (``DayLoad.folds``, ``quality.folded_*``), so random
+    ids cannot blow up ``usage_hourly``.  Totals and costs are unchanged by a fold.
     """
     hourly: dict[tuple[Any, ...], list[int]] = {}
     costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
@@ -303,6 +368,12 @@ def reconcile(
                 dg[2], dg[3] = min(dg[2], rec.ts), max(dg[3], rec.ts)
         if len(cands) > 4 * top_n + 1024:
             _top(cands, top_n)
+    limits = MAX_DISTINCT if max_distinct is None else max_distinct
+    if set(limits) - set(_DIM_AT):
+        raise ValueError(
+            f"cardinality limits apply to {sorted(_DIM_AT)}, not {sorted(set(limits) - set(_DIM_AT))}"
+        )
+    folds = _fold(day, hourly, costs, limits)
     hourly_rows = [_hourly_row(day, k, v, costs.get(k)) for k, v in sorted(hourly.items())]
     top = [_top_request(day, rank, rec, b) for rank, (_, _, rec, b) in enumerate(_top(cands, top_n), start=1)]
     recon_rows = [g.row(day, k) for k, g in sorted(recon.items())]
@@ -321,7 +392,8 @@ def reconcile(
            and not k.endswith("_tokens")},
         not_billed=counts["not_billed"], uncertain=counts["uncertain"], status_error=q["error"],
         status_timeout=q["timeout"], status_abandoned=q["abandoned"], loss_markers=st.loss_markers,
-        lost_records=st.lost_records,
+        lost_records=st.lost_records, folded_values=sum(f.folded for f in folds),
+        folded_requests=sum(f.requests for f in folds),
     )  # fmt: skip
     ledger = LedgerEntry(
         run_id or f"manual__{uuid.uuid4().hex[:12]}", day, files=st.files, bytes=st.bytes,
@@ -340,4 +412,5 @@ def reconcile(
         tz,
         [PromptDigestRow(day, k[0], k[1], *v) for k, v in sorted(digests.items()) if v[0] > 1],
         merge_losses(losses),
+        folds,
     )

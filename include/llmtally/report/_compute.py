@@ -194,6 +194,15 @@ def _losses(data: ReportData) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _folds(data: ReportData) -> list[dict[str, Any]]:
+    """Where users or tenants outgrew the cardinality limit and the tail was folded into (other)."""
+    return [
+        {"service": e.service, "dimension": e.dimension, "limit": e.limit, "distinct": e.distinct,
+         "folded": e.folded, "requests": e.requests, "tokens": e.tokens}
+        for e in sorted(data.folds, key=lambda e: (e.service, e.dimension))
+    ]  # fmt: skip
+
+
 def _tokenizer_changes(
     rows: Iterable[Mapping[str, Any]], earlier: Iterable[tuple[str, str, date, str]]
 ) -> list[dict[str, Any]]:
@@ -295,6 +304,7 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
         "reconciliation": _reconciliation(data.reconciliation, data.earlier_fingerprints),
         "outcomes": _outcomes(data),
         "losses": _losses(data),
+        "folds": _folds(data),
         "model_changes": detect_model_changes(data.daily, day),
         "anomalies": [a.as_dict() for a in detect_anomalies(data, thresholds or Thresholds())],
     }

@@ -1,7 +1,8 @@
 """Read what a daily report needs through the store's query layer, never from raw logs.
 
 Every read goes through a :class:`~llmtally.store.UsageStore` (``grouped``,
-``reconciliation_between``, ``top_requests``, ``prompt_digests``, ``quality``, ``losses``) inside one
+``reconciliation_between``, ``top_requests``, ``prompt_digests``, ``quality``, ``losses``,
+``folds``) inside one
 :meth:`~llmtally.store.UsageStore.snapshot`, so a report is consistent even while the pipeline
 reloads a day (PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction).  Days are the rows'
 ``day`` column, the local day the pipeline bucketed them in; hours are the stored local-hour starts
@@ -21,6 +22,7 @@ from .._exceptions import ConfigError, StorageError
 from .._time import zone
 from ..store import (
     SUM_COLUMNS,
+    FoldEntry,
     LossEntry,
     PromptDigestRow,
     ReconciliationRow,
@@ -137,6 +139,8 @@ class ReportData:
     """Requests by outcome and HTTP status per (day, service, model) over the history window."""
     losses: tuple[LossEntry, ...] = ()
     """What the services' loggers lost on ``day`` and wrote down (merged loss markers)."""
+    folds: tuple[FoldEntry, ...] = ()
+    """Users or tenants over the cardinality limit on ``day``, folded into ``(other)``."""
     lost_records: int = 0
     """Records lost on ``day`` by the loggers' count (``quality.lost_records``)."""
 
@@ -244,6 +248,7 @@ def _read(store: UsageStore, day: date, tz: str, start: date, users_from: date) 
         earlier_fingerprints=tuple(earlier),
         outcomes=_outcomes(store, start, day),
         losses=losses,
+        folds=tuple(store.folds(day)),
         lost_records=quality.lost_records if quality is not None else sum(e.records for e in losses),
     )
 

@@ -125,6 +125,12 @@ _MESSAGES: dict[str, dict[str, str]] = {
             "{n} usage records were lost before they reached the logs: the day's bill is short by them."
         ),
         "on_host": "on {host}",
+        "folded": (
+            "{service} had {distinct} distinct {dimension} (limit {limit}): the {folded} that billed least "
+            '({requests} requests, {tokens} tokens) are shown as "(other)"; totals are complete.'
+        ),
+        "dim_user_id": "users",
+        "dim_tenant": "tenants",
     },
     "zh": {
         "title": "大模型 Token 用量日报",
@@ -220,6 +226,12 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "lost": "服务「{service}」在 {start} 至 {end} 之间丢失 {n} 条记录（{reason}）",
         "lost_total": "共有 {n} 条用量记录未能写入日志：当日账单少计了这些记录。",
         "on_host": "主机 {host}",
+        "folded": (
+            "{service} 当日有 {distinct} 个不同的{dimension}（上限 {limit}）：用量最少的 {folded} 个"
+            "（{requests} 次请求，{tokens} Tokens）合并显示为“(other)”；总量不受影响。"
+        ),
+        "dim_user_id": "用户",
+        "dim_tenant": "租户",
     },
 }
 
@@ -317,6 +329,18 @@ class Formatter:
         if reason.startswith("write error: "):
             return "写入错误：" + reason.removeprefix("write error: ")
         return _REASONS_ZH.get(reason, reason)
+
+    def fold(self, entry: Mapping[str, Any]) -> str:
+        """``service X had N distinct users (limit L): the M that billed least ... (other)``."""
+        return self.msg["folded"].format(
+            service=self.name(entry["service"]),
+            distinct=self.number(entry["distinct"]),
+            dimension=self.msg[f"dim_{entry['dimension']}"],
+            limit=self.number(entry["limit"]),
+            folded=self.number(entry["folded"]),
+            requests=self.number(entry["requests"]),
+            tokens=self.number(entry["tokens"]),
+        )
 
     def loss(self, entry: Mapping[str, Any]) -> str:
         """``service X lost N records between t1 and t2 (disk full)``, from a ``losses`` entry."""

@@ -122,6 +122,10 @@ def _loss_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
     return [f"{fmt.msg['data_quality']}: {total}", *(f"- {fmt.loss(e)}" for e in losses["entries"])]
 
 
+def _fold_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
+    return [f"{fmt.msg['data_quality']}: {fmt.fold(e)}" for e in summary["folds"]]
+
+
 def build_report(
     data: ReportData, *, lang: str = "zh", top_n: int = 10, thresholds: Thresholds | None = None
 ) -> Report:
@@ -145,6 +149,7 @@ def build_report(
             fmt.msg["timezone"].format(tz=fmt.tz(summary["day"])),
             f"{fmt.msg['anomalies']}: {len(summary['anomalies'])}",
             *_loss_lines(summary, fmt),
+            *_fold_lines(summary, fmt),
         ]
     )
     summary = {**summary, "headline": headline}

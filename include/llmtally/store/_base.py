@@ -17,6 +17,7 @@ from ._rows import (
     SUM_COLUMNS,
     DayLoad,
     DayQuality,
+    FoldEntry,
     HourlyRow,
     LedgerEntry,
     LossEntry,
@@ -140,6 +141,11 @@ class UsageStore(Protocol):
     def losses(self, day: date) -> list[LossEntry]:
         """Records the services' loggers lost on a day (their loss markers, merged), by service,
         host, start and reason."""
+        ...
+
+    def folds(self, day: date) -> list[FoldEntry]:
+        """Where a service's users or tenants outgrew the cardinality limit on a day and the tail
+        was folded into ``(other)``, by service and dimension."""
         ...
 
     def ledger(self, day: date) -> list[LedgerEntry]:

@@ -30,6 +30,7 @@ from ._rows import (
     KEY_COLUMNS,
     DayLoad,
     DayQuality,
+    FoldEntry,
     HourlyRow,
     LedgerEntry,
     LossEntry,
@@ -98,7 +99,7 @@ class MemoryStore(StoreQueries):
         """Check ``load``, then swap it in for its day (the old day stays on failure)."""
         self._open()
         for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests,
-                     load.losses):  # fmt: skip
+                     load.losses, load.folds):  # fmt: skip
             if any(r.day != load.day for r in rows):
                 raise StorageError(f"rows for another day in the load of {load.day}")
         raise_problems(load.day, self._problems(load))
@@ -188,6 +189,11 @@ class MemoryStore(StoreQueries):
         """A day's quarantined lines."""
         rows = [q for ld in self._loads(day, day) for q in ld.quarantine]
         return sorted(rows, key=lambda q: (q.source, q.line))
+
+    def folds(self, day: date) -> list[FoldEntry]:
+        """Where users or tenants over the cardinality limit were folded into ``(other)``."""
+        rows = [e for ld in self._loads(day, day) for e in ld.folds]
+        return sorted(rows, key=lambda e: (e.service, e.dimension))
 
     def prompt_digests(self, day: date) -> list[PromptDigestRow]:
         """A day's repeated prompt digests."""

@@ -31,6 +31,11 @@ tenant service``
 ``losses`` (0003) holds what the services' loggers lost and wrote down as loss markers, per day,
 service, host and reason with the window (``first_ts``, ``last_ts``) and ``records``;
 ``quality.loss_markers`` and ``quality.lost_records`` count them for the day.
+
+``folds`` (0004) says, per day, service and dimension (``user_id``, ``tenant``), where distinct
+values outgrew the cardinality limit and were folded into ``(other)`` in ``usage_hourly`` (the
+``limit`` values that billed the most kept); ``quality.folded_values`` and
+``quality.folded_requests`` sum them.
 """
 
 from __future__ import annotations
@@ -276,9 +281,30 @@ COMMENT ON TABLE {{s}}.losses IS
 ALTER TABLE {{s}}.quality {_add("loss_markers", "lost_records")};
 """
 
+_0004 = f"""
+CREATE TABLE {{s}}.folds (
+    id bigserial PRIMARY KEY,
+    day date NOT NULL,
+    service text NOT NULL,
+    dimension text NOT NULL CHECK (dimension IN ('user_id', 'tenant')),
+    "limit" bigint NOT NULL CHECK ("limit" >= 0),
+    distinct_values bigint NOT NULL CHECK (distinct_values >= 0),
+    folded bigint NOT NULL CHECK (folded >= 0),
+    requests bigint NOT NULL CHECK (requests >= 0),
+    tokens bigint NOT NULL CHECK (tokens >= 0)
+);
+CREATE INDEX folds_day_idx ON {{s}}.folds (day);
+COMMENT ON TABLE {{s}}.folds IS
+  'Users or tenants over the per-service daily cardinality limit, folded into (other) in usage_hourly '
+  '(totals unchanged): how many distinct values, how many folded, with how many requests and tokens.';
+
+ALTER TABLE {{s}}.quality {_add("folded_values", "folded_requests")};
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial_schema", _0001),
     ("0002_outcomes_sources_evidence", _0002),
     ("0003_losses", _0003),
+    ("0004_folds", _0004),
 ]
 """``(name, SQL)`` in order; ``{s}`` is replaced by the quoted schema name."""

@@ -43,6 +43,7 @@ from ._rows import (
     KEY_COLUMNS,
     DayLoad,
     DayQuality,
+    FoldEntry,
     HourlyRow,
     LedgerEntry,
     LossEntry,
@@ -58,6 +59,7 @@ __all__ = ["PostgresStore"]
 _LOCK_NS = 0x11A7  # advisory-lock namespace of llmtally
 _DAY_TABLES = (
     "usage_hourly", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests", "losses",
+    "folds",
 )  # fmt: skip
 _HOURLY = list(HOURLY_COLUMNS)
 _RECON = [f.name for f in fields(ReconciliationRow)]
@@ -65,6 +67,8 @@ _TOP = [f.name for f in fields(TopRequest)]
 _QUAR = [f.name for f in fields(QuarantineEntry)]
 _DIGEST = [f.name for f in fields(PromptDigestRow)]
 _LOSS = [f.name for f in fields(LossEntry)]
+_FOLD = [f.name for f in fields(FoldEntry)]
+_FOLD_COLUMNS = ["distinct_values" if c == "distinct" else c for c in _FOLD]
 _QUALITY = [f.name for f in fields(DayQuality)]
 _LEDGER = [f.name for f in fields(LedgerEntry)]
 
@@ -225,7 +229,7 @@ class PostgresStore(StoreQueries):
         """Replace ``load.day`` atomically; the checks run before commit (see the module docstring)."""
         day = load.day
         for rows in (load.hourly, load.reconciliation, load.top_requests, load.quarantine, load.digests,
-                     load.losses):  # fmt: skip
+                     load.losses, load.folds):  # fmt: skip
             if any(r.day != day for r in rows):
                 raise StorageError(f"rows for another day in the load of {day}")
         self._ensure_partitions(h.hour for h in load.hourly)
@@ -250,6 +254,7 @@ class PostgresStore(StoreQueries):
             self._copy(cur, "quarantine", _QUAR, map(astuple, load.quarantine))
             self._copy(cur, "prompt_digests", _DIGEST, map(astuple, load.digests))
             self._copy(cur, "losses", _LOSS, ([getattr(e, c) for c in _LOSS] for e in load.losses))
+            self._copy(cur, "folds", _FOLD_COLUMNS, map(astuple, load.folds))
             self._copy(cur, "quality", [*_QUALITY, "timezone"], [(*astuple(load.quality), load.timezone)])
             if load.ledger is not None:
                 e = load.ledger
@@ -363,6 +368,11 @@ class PostgresStore(StoreQueries):
         """What the services' loggers lost on a day."""
         rows = self._select("losses", _LOSS, "day = %s", (day,), "service, host, first_ts, reason")
         return [LossEntry(*r) for r in rows]
+
+    def folds(self, day: date) -> list[FoldEntry]:
+        """Where users or tenants over the cardinality limit were folded into ``(other)``."""
+        rows = self._select("folds", _FOLD_COLUMNS, "day = %s", (day,), "service, dimension")
+        return [FoldEntry(*r) for r in rows]
 
     def ledger(self, day: date) -> list[LedgerEntry]:
         """Every run recorded for a day."""

@@ -20,6 +20,7 @@ __all__ = [
     "SUM_COLUMNS",
     "DayLoad",
     "DayQuality",
+    "FoldEntry",
     "HourlyRow",
     "LedgerEntry",
     "LossEntry",
@@ -221,6 +222,26 @@ class LossEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class FoldEntry:
+    """A dimension whose distinct values on a day outgrew its limit for one service.
+
+    ``usage_hourly`` keeps the ``limit`` values that billed the most tokens (ties by name) and
+    folds the other ``folded`` of the ``distinct`` values, with their ``requests`` and ``tokens``,
+    into the value ``(other)``: totals stay exact, only the attribution of the tail is merged.
+    ``dimension`` is ``user_id`` or ``tenant``.
+    """
+
+    day: date
+    service: str
+    dimension: str
+    limit: int
+    distinct: int
+    folded: int
+    requests: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class DayQuality:
     """Counts of one day's ingestion, and billed totals summed straight from the records.
 
@@ -230,6 +251,8 @@ class DayQuality:
     timeouts billed from the recount; ``status_*`` count records by outcome.  ``loss_markers`` are
     the loss markers the services' loggers wrote for the day, ``lost_records`` the records they say
     were lost (never in the totals: the day's bill is short by them; see :class:`LossEntry`).
+    ``folded_values`` users and tenants over the cardinality limit were folded into ``(other)``,
+    with ``folded_requests`` requests (still in the totals; see :class:`FoldEntry`).
     """
 
     day: date
@@ -266,6 +289,8 @@ class DayQuality:
     status_abandoned: int = 0
     loss_markers: int = 0
     lost_records: int = 0
+    folded_values: int = 0
+    folded_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +331,7 @@ class DayLoad:
     timezone: str = "Asia/Shanghai"
     digests: Sequence[PromptDigestRow] = ()
     losses: Sequence[LossEntry] = ()
+    folds: Sequence[FoldEntry] = ()
 
 
 @dataclass(frozen=True)
