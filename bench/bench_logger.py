@@ -44,6 +44,7 @@ from tokenizers import Tokenizer
 
 import llmtally
 from _corpus import chats
+from llmtally.logging import _build
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LLMTALLY_SHARED", REPO.parent / "shared"))
@@ -225,12 +226,24 @@ def main() -> None:
                 folder.mkdir()
                 bursts[f"{kind}/{on_full}"] = bench_burst(corpus, args.n, folder, on_full)
                 shutil.rmtree(folder)
+            if _build.use_orjson:  # the base install (no llmtally[fast]): stdlib json, same burst
+                _build.use_orjson = False
+                folder = tmpdir / f"{kind}-stdlib"
+                folder.mkdir()
+                try:
+                    bursts[f"{kind}/write, stdlib json (base install)"] = bench_burst(
+                        corpus, args.n, folder, "write"
+                    )
+                finally:
+                    _build.use_orjson = True
+                shutil.rmtree(folder)
         (tmpdir / "drain").mkdir()
         drain = bench_drain(items, args.n, tmpdir / "drain")
     loop = bench_loop(items, 40_000)
     default = bursts["multi_turn/write"]
     r50 = statistics.median(recipe)
     result = {
+        "encoder": "orjson (llmtally[fast])" if _build.use_orjson else "stdlib json",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average": os.getloadavg(),
         "recipe_us": {"p50": r50 * 1e6, "p99": _pct(recipe, 0.99) * 1e6, "n": len(recipe)},

@@ -475,3 +475,38 @@ def test_text_policies_cover_every_choice_and_input(text: str) -> None:
     assert "秘密一号" not in json.dumps(emb, ensure_ascii=False) and "回答" not in json.dumps(
         chat, ensure_ascii=False
     )
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=st.lists(st.dictionaries(st.text(max_size=8), _json_values, max_size=4), max_size=3),
+    tools=st.none() | st.lists(st.dictionaries(st.text(max_size=8), _json_values, max_size=3), max_size=2),
+)
+def test_orjson_and_json_write_the_same_canonical_text(messages: list[dict[str, Any]], tools: Any) -> None:
+    """The writer's accelerator never changes a digest: orjson's text, or json's where they differ
+    (small floats, ints beyond 64 bits, lone surrogates), equals prompt_digest's canonical JSON."""
+    from llmtally.logging import _build
+
+    assert _build._orjson is not None, "the test environment installs llmtally[fast]"
+    p = Pending(1.0, None, "m", messages, None, "c", tools, None, None, None, {}, None, "ok", None, None)
+    lines = {}
+    try:
+        for fast in (True, False):
+            _build.use_orjson = fast
+            line, rec = record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
+            assert rec["prompt_sha256"] == prompt_digest(messages, None, tools)
+            lines[fast] = json.loads(line)
+        _build.use_orjson = True
+        for tiny in (1e-05, 3.5e-09, 2.5e-300):
+            assert _build._canonical([tiny]) == json.dumps([tiny])
+    finally:
+        _build.use_orjson = True
+    assert lines[True] == lines[False]

@@ -213,12 +213,58 @@ _canonical_encode = json.JSONEncoder(
 ).encode
 _basestring: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
+try:  # optional accelerator (``llmtally[fast]``): ~7x faster encoding, same canonical text
+    import orjson as _orjson
+except ImportError:  # the base install: stdlib json (tests force this path too)
+    _orjson = None
+# orjson writes a few floats differently from json (1e-05 as 0.00001, 1e-07 as 1e-7): such output
+# is re-encoded by json so the canonical text, and so the digest, never depends on the install.
+
+
+def _float_differs(out: bytes) -> bool:
+    """Whether orjson's ``out`` may hold a float json writes differently (``0.0000…``, ``<d>e-<d>``);
+    ``bytes.find`` scans, as a regular expression costs more than the encoding itself."""
+    if b"0.0000" in out:
+        return True
+    i = out.find(b"e-")
+    while i > 0:
+        if 48 <= out[i - 1] <= 57 and i + 2 < len(out) and 48 <= out[i + 2] <= 57:
+            return True
+        i = out.find(b"e-", i + 2)
+    return False
+
+
+# canonical: sorted keys; datetimes and dataclasses go to json's default=str like everything else
+_CANONICAL = (
+    _orjson.OPT_SORT_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+    if _orjson is not None
+    else 0
+)
+use_orjson: bool = _orjson is not None
+"""Whether the writer encodes with orjson (installed); tests and benchmarks switch it off."""
+
+
+def _orjson_text(obj: Any, sort: bool, default: Any) -> str | None:
+    """``obj`` as JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
+    bits, lone surrogates, objects json renders by ``default=str``, floats written differently)."""
+    try:
+        out: bytes = _orjson.dumps(obj, default=default, option=_CANONICAL if sort else 0)  # type: ignore[union-attr]
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        return None
+    if _float_differs(out):
+        return None
+    return out.decode("utf-8")
+
 
 def _canonical(obj: Any) -> str:
     if obj is None:
         return "null"
     if type(obj) is str:
         return _basestring(obj)  # type: ignore[no-any-return]
+    if use_orjson:
+        text = _orjson_text(obj, True, None)
+        if text is not None:
+            return text
     return _canonical_encode(obj)
 
 
@@ -422,7 +468,17 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+_json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+
+
+def _dumps(obj: Any) -> str:
+    if use_orjson:
+        text = _orjson_text(obj, False, _default)
+        if text is not None:
+            return text
+    return _json_dumps(obj)  # type: ignore[no-any-return]
+
+
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_default).encode
 
 
