@@ -25,6 +25,7 @@ from llmtally.pipeline import ParseStats, Recount
 from llmtally.store import (
     DayLoad,
     DayQuality,
+    FoldEntry,
     HourlyRow,
     LedgerEntry,
     LossEntry,
@@ -103,6 +104,7 @@ def _day_load() -> DayLoad:
                 datetime(2026, 11, 20, 3, 7, tzinfo=SHANGHAI), "write error: ENOTDIR",
             )
         ],
+        folds=[FoldEntry(DAY, "api", "user_id", 100_000, 100_007, 7, requests=9, tokens=2**40)],
     )  # fmt: skip
 
 

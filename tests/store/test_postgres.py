@@ -43,7 +43,7 @@ def test_migrations_are_recorded_once(pg_dsn: str, pg_schema: str) -> None:
         assert daily is not None and daily[0] == 474
 
 
-def test_0003_adds_losses_to_a_database_in_use(
+def test_0003_and_0004_add_losses_and_folds_to_a_database_in_use(
     pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import llmtally.store._postgres as pg
@@ -57,14 +57,13 @@ def test_0003_adds_losses_to_a_database_in_use(
         )
         conn.commit()
         monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS)
-        assert store.migrate() == ["0003_losses"]
+        assert store.migrate() == ["0003_losses", "0004_folds"]
         quality = store.quality(D1)
-        assert quality is not None and (quality.records, quality.lost_records, quality.loss_markers) == (
-            5,
-            0,
-            0,
-        )
-        assert store.losses(D1) == []
+        assert quality is not None and (
+            quality.records, quality.lost_records, quality.loss_markers, quality.folded_values,
+            quality.folded_requests,
+        ) == (5, 0, 0, 0, 0)  # fmt: skip
+        assert store.losses(D1) == [] and store.folds(D1) == []
 
 
 def test_failure_mid_load_rolls_back(pg_dsn: str, pg_schema: str) -> None:
