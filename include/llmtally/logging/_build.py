@@ -213,6 +213,7 @@ _canonical_encode = json.JSONEncoder(
 ).encode
 _basestring: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
+_orjson: Any
 try:  # optional accelerator (``llmtally[fast]``): ~7x faster encoding, same canonical text
     import orjson as _orjson
 except ImportError:  # the base install: stdlib json (tests force this path too)
@@ -248,7 +249,7 @@ def _orjson_text(obj: Any, sort: bool, default: Any) -> str | None:
     """``obj`` as JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
     bits, lone surrogates, objects json renders by ``default=str``, floats written differently)."""
     try:
-        out: bytes = _orjson.dumps(obj, default=default, option=_CANONICAL if sort else 0)  # type: ignore[union-attr]
+        out: bytes = _orjson.dumps(obj, default=default, option=_CANONICAL if sort else 0)
     except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
         return None
     if _float_differs(out):
@@ -476,7 +477,7 @@ def _dumps(obj: Any) -> str:
         text = _orjson_text(obj, False, _default)
         if text is not None:
             return text
-    return _json_dumps(obj)  # type: ignore[no-any-return]
+    return _json_dumps(obj)
 
 
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_default).encode
