@@ -3,7 +3,8 @@
 Models: ``echo`` (answers "Hello there!" in Chat Completions / Responses, reports usage),
 ``nousage`` (no usage object, like some self-hosted servers), ``tools`` (one tool call),
 ``reasoner`` (``reasoning_content`` deltas, DeepSeek/vLLM style), ``err-500`` / ``err-429``
-(errors), ``slow`` (answers after 2 s), ``cut`` (streams two chunks, then drops the connection).
+(errors), ``slow`` (answers after 2 s), ``cut`` (streams two chunks, then drops the connection),
+``cut-after-finish`` (drops it after the finish_reason chunk, before the usage chunk).
 ``n`` > 1 answers choice ``i`` with ``CHOICES[i]`` (usage: 4 completion tokens per choice).
 ``/v1/completions`` (legacy, plain and streamed) answers each prompt with ``PIECES``;
 ``/v1/embeddings`` answers with vectors and ``{prompt_tokens, total_tokens}`` usage.
@@ -178,6 +179,8 @@ class Server:
             yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
             for i in range(1, n):
                 yield chunk([{"index": i, "delta": {}, "finish_reason": "stop"}])
+            if model == "cut-after-finish":
+                raise RuntimeError("connection dropped before the usage chunk")
         if usage is not None:
             await asyncio.sleep(0.05)  # the usage chunk comes a little after the last finish_reason
             yield chunk([], usage)

@@ -510,3 +510,15 @@ def test_orjson_and_json_write_the_same_canonical_text(messages: list[dict[str, 
     finally:
         _build.use_orjson = True
     assert lines[True] == lines[False]
+
+
+def test_hash_policy_keeps_no_text_of_choices_or_inputs_in_any_shape() -> None:
+    sink = MemorySink()
+    with UsageLogger(service="svc", sink=sink, text="hash") as lg:
+        lg.log(model="m", inputs=("SECRET-A", "SECRET-B"))
+        lg.log(model="m", choices=({"index": 0, "completion": "SECRET"},))
+        lg.log(model="m", choices=[{"index": 0, "message": {"content": "SECRET"}, "text": "SECRET"}])
+        lg.log(model="m", inputs="SECRET", choices="SECRET")
+    lines = sink.lines()
+    assert len(lines) == 4 and not any(b"SECRET" in line for line in lines)
+    assert [json.loads(line).get("choices") for line in lines[1:3]] == [[{"index": 0}], [{"index": 0}]]

@@ -423,3 +423,27 @@ def test_async_stream_read_up_to_finish_reason_keeps_usage(
 
     asyncio.run(main())
     assert len(memory_records(sink)) == 1
+
+
+def test_a_failure_while_reading_ahead_still_hands_over_the_finishing_chunk(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink
+) -> None:
+    stream = _client(openai_server, logger).chat.completions.create(
+        model="cut-after-finish", messages=MESSAGES, stream=True
+    )
+    seen: list[Any] = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            seen.append(chunk.choices[0].finish_reason or chunk.choices[0].delta.content)
+    assert seen[-1] == "stop" and "".join(x for x in seen[:-1] if x) == "".join(PIECES)
+    rec = _only(logger, sink)
+    assert rec["status"] == "error" and rec["completion"] == "".join(PIECES) and "usage" not in rec
+
+
+def test_generator_inputs_reach_the_server_and_the_record(
+    openai_server: Server, logger: UsageLogger, sink: MemorySink
+) -> None:
+    client = _client(openai_server, logger)
+    client.embeddings.create(model="text-embedding-3-small", input=(t for t in [[1, 2, 3], [4, 5]]))
+    assert openai_server.requests[-1]["input"] == [[1, 2, 3], [4, 5]]
+    assert _only(logger, sink)["inputs"] == [[1, 2, 3], [4, 5]]

@@ -130,3 +130,22 @@ def test_every_choice_and_every_input_is_counted(table: dict[str, TokenCounter])
     assert got["tc"].completion_tokens is None and got["tc"].prompt_tokens == qwen.count_messages(MSGS)
     assert got["in"].prompt_tokens == qwen.count("第一个提示", add_special_tokens=True) + 4
     assert got["in"].completion_tokens is None
+
+
+def test_a_choice_without_finish_reason_does_not_take_choice_0s(table: dict[str, TokenCounter]) -> None:
+    qwen = table["qwen3-8b"]
+    choices = [
+        {"index": 0, "completion": "好的。", "finish_reason": "length"},
+        {"index": 1, "completion": "好的。"},
+    ]
+    rec = UsageRecord(
+        "n2",
+        TS,
+        model="qwen3-8b",
+        messages=MSGS,
+        completion="好的。",
+        finish_reason="length",
+        choices=choices,
+    )
+    # choice 0 hit the length limit (no stop token); choice 1 reported nothing: a normal end (stop token)
+    assert recount([rec], counter_for(table))["n2"].completion_tokens == 2 * qwen.count("好的。") + 1

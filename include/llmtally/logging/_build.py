@@ -219,7 +219,9 @@ try:  # optional accelerator (``llmtally[fast]``): ~7x faster encoding, same can
 except ImportError:  # the base install: stdlib json (tests force this path too)
     _orjson = None
 # orjson writes a few floats differently from json (1e-05 as 0.00001, 1e-07 as 1e-7): such output
-# is re-encoded by json so the canonical text, and so the digest, never depends on the install.
+# is re-encoded by json so the canonical text, and so the digest, does not depend on the install.
+# Two exceptions, neither of them JSON: NaN / infinities (orjson: null) and Enum members (orjson:
+# their value; json's default=str: their name).
 
 
 def _float_differs(out: bytes) -> bool:
@@ -398,8 +400,8 @@ def _build(
 def _choices(rec: dict[str, Any]) -> None:
     """Every choice of an ``n > 1`` call as plain data; ``completion_chars`` covers them all."""
     choices = rec["choices"]
-    if not isinstance(choices, list):
-        return
+    if isinstance(choices, str) or not isinstance(choices, Sequence):
+        return  # not the documented shape: kept only in full text mode (see _apply_policy)
     plain = []
     chars = 0
     for c in choices:
@@ -417,32 +419,37 @@ def _choices(rec: dict[str, Any]) -> None:
 def _inputs(rec: dict[str, Any]) -> None:
     """Several prompts or embedding inputs (strings or token-id lists) in one call."""
     inputs = rec["inputs"]
-    if not isinstance(inputs, list):
-        return
+    if isinstance(inputs, str) or not isinstance(inputs, Sequence):
+        return  # not the documented shape: kept only in full text mode (see _apply_policy)
+    inputs = rec["inputs"] = [
+        list(x) if isinstance(x, Sequence) and not isinstance(x, str) else x for x in inputs
+    ]
     rec["prompt_chars"] = sum(len(x) for x in inputs if type(x) is str)
     # digest of the inputs as one canonical prompt string: equal inputs, equal digest
     rec["prompt_sha256"] = prompt_digest(None, _canonical(inputs), None)
 
 
+_CHOICE_KEPT = ("index", "finish_reason")
+
+
 def _apply_policy(rec: dict[str, Any], policy: TextPolicy) -> None:
     n = policy.prefix
-    choices = rec.get("choices")
-    if isinstance(choices, list):
+    choices = rec.pop("choices", None)
+    if isinstance(choices, list):  # an allow-list per choice: nothing else of it survives
+        kept = []
         for c in choices:
-            for key in ("completion", "reasoning"):
-                if isinstance(c.get(key), str):
-                    if policy.mode == "hash":
-                        del c[key]
-                    else:
-                        c[key] = c[key][:n]
+            out = {k: c[k] for k in _CHOICE_KEPT if k in c}
+            if policy.mode == "prefix":
+                for key in ("completion", "reasoning"):
+                    if isinstance(c.get(key), str):
+                        out[key] = c[key][:n]
             if c.get("tool_calls") is not None:
-                c["tool_calls"] = _tool_call_names(c["tool_calls"])
-    inputs = rec.get("inputs")
-    if isinstance(inputs, list):
-        if policy.mode == "hash":
-            del rec["inputs"]
-        else:
-            rec["inputs"] = [x[:n] if type(x) is str else [] for x in inputs]
+                out["tool_calls"] = _tool_call_names(c["tool_calls"])
+            kept.append(out)
+        rec["choices"] = kept
+    inputs = rec.pop("inputs", None)
+    if isinstance(inputs, list) and policy.mode == "prefix":
+        rec["inputs"] = [x[:n] if type(x) is str else [] for x in inputs]
     for key in _TEXT_KEYS:
         value = rec.get(key)
         if value is None:

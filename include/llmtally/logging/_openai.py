@@ -132,6 +132,15 @@ def _inputs(given: Any) -> list[Any] | None:
     return [x if isinstance(x, str) else list(x) for x in items]
 
 
+def _listed(value: Any) -> Any:
+    """``value`` with iterators (generators) made lists, at the top and one level down."""
+    if isinstance(value, Iterator):
+        value = list(value)
+    if isinstance(value, list) and any(isinstance(x, Iterator) for x in value):
+        value = [list(x) if isinstance(x, Iterator) else x for x in value]
+    return value
+
+
 def _request_fields(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"endpoint": endpoint, "model": _given(kwargs.get("model"))}
     if endpoint == "chat.completions":
@@ -370,15 +379,21 @@ class _Call:
             for item in inner:
                 self.observe(item)
                 pulled: list[Any] = []
+                failure: Exception | None = None
                 # The last finish_reason came: read on to the usage chunk before handing it over,
                 # so a caller who stops at finish_reason still gets the server's usage recorded.
-                while self.awaits_usage():
-                    nxt = next(inner, _END)
-                    if nxt is _END:
-                        break
-                    self.observe(nxt)
-                    pulled.append(nxt)
+                try:
+                    while self.awaits_usage():
+                        nxt = next(inner, _END)
+                        if nxt is _END:
+                            break
+                        self.observe(nxt)
+                        pulled.append(nxt)
+                except Exception as exc:  # the caller still gets what came before it
+                    failure = exc
                 yield from self._ahead(item, pulled)
+                if failure is not None:
+                    raise failure
         except GeneratorExit:
             self.finish_stream("abandoned")
             close = getattr(inner, "close", None)
@@ -395,14 +410,20 @@ class _Call:
             async for item in inner:
                 self.observe(item)
                 pulled: list[Any] = []
-                while self.awaits_usage():
-                    nxt = await anext(inner, _END)
-                    if nxt is _END:
-                        break
-                    self.observe(nxt)
-                    pulled.append(nxt)
+                failure: Exception | None = None
+                try:
+                    while self.awaits_usage():
+                        nxt = await anext(inner, _END)
+                        if nxt is _END:
+                            break
+                        self.observe(nxt)
+                        pulled.append(nxt)
+                except Exception as exc:  # the caller still gets what came before it
+                    failure = exc
                 for out in self._ahead(item, pulled):
                     yield out
+                if failure is not None:
+                    raise failure
         except GeneratorExit:
             self.finish_stream("abandoned")
             aclose = getattr(inner, "aclose", None)
@@ -458,7 +479,14 @@ def _prepare(
     include_usage: bool,
 ) -> tuple[_Call, bool]:
     stream = kwargs.get("stream") is True
-    call = _Call(logger, tags, _request_fields(endpoint, kwargs), _expected_choices(endpoint, kwargs))
+    for key in ("prompt", "input"):  # an iterator would be used up here: hand the SDK a list
+        if key in kwargs:
+            kwargs[key] = _listed(kwargs[key])
+    try:
+        request, expected = _request_fields(endpoint, kwargs), _expected_choices(endpoint, kwargs)
+    except Exception:  # an input we cannot read: log what we can, never break the call
+        request, expected = {"endpoint": endpoint, "model": str(kwargs.get("model"))}, 1
+    call = _Call(logger, tags, request, expected)
     if stream and endpoint in ("chat.completions", "completions"):
         options = _given(kwargs.get("stream_options"))
         asked = isinstance(options, Mapping) and options.get("include_usage") is True

@@ -27,7 +27,7 @@ no status or an unknown one is ``error``.  Failed calls always count as requests
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .record import UsageRecord
 
@@ -63,14 +63,17 @@ def outcome(status: str | None, http_status: int | None = None) -> str:
     return "error" if failed else "other"
 
 
-def stop_generated(rec: UsageRecord, finish_reason: str | None = None) -> bool:
+_OWN = object()
+
+
+def stop_generated(rec: UsageRecord, finish_reason: Any = _OWN) -> bool:
     """Whether the engine generated (and billed) a stop token: a call that ended normally, not by
     the length limit, an abort, a filter, an error or a timeout.  ``finish_reason`` is one choice's
-    (default: the record's own)."""
+    (default: the record's own; ``None``, not reported, counts as a normal end)."""
     if outcome(rec.status, rec.http_status) not in ("ok", "other"):
         return False
-    reason = finish_reason if finish_reason is not None else rec.finish_reason
-    return reason is None or reason.strip().lower() not in _NOT_STOPPED
+    reason = rec.finish_reason if finish_reason is _OWN else finish_reason
+    return not isinstance(reason, str) or reason.strip().lower() not in _NOT_STOPPED
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,7 @@ def _completions(rec: UsageRecord) -> list[tuple[str, bool]] | None:
             if not isinstance(text, str) or c.get("reasoning") or c.get("tool_calls"):
                 return None
             reason = c.get("finish_reason")
-            out.append((text, stop_generated(rec, reason if isinstance(reason, str) else None)))
+            out.append((text, stop_generated(rec, reason)))
         return out
     if rec.completion is None or rec.reasoning or rec.tool_calls:
         return None
