@@ -171,13 +171,12 @@ def _request_fields(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _expected_choices(endpoint: str, kwargs: Mapping[str, Any]) -> int:
-    """How many choices a call asks for: ``n`` (per prompt, for legacy completions)."""
+def _expected_choices(request: Mapping[str, Any], kwargs: Mapping[str, Any]) -> int:
+    """How many choices a call asks for: ``n`` (per prompt of a legacy completions ``request``)."""
     n = _given(kwargs.get("n"))
     per = n if isinstance(n, int) and n > 0 else 1
-    if endpoint == "completions":
-        prompts = _inputs(_given(kwargs.get("prompt")))
-        return per * max(1, len(prompts or ()))
+    if request["endpoint"] == "completions":
+        return per * max(1, len(request.get("inputs") or ()))
     return per
 
 
@@ -483,7 +482,8 @@ def _prepare(
         if key in kwargs:
             kwargs[key] = _listed(kwargs[key])
     try:
-        request, expected = _request_fields(endpoint, kwargs), _expected_choices(endpoint, kwargs)
+        request = _request_fields(endpoint, kwargs)
+        expected = _expected_choices(request, kwargs)
     except Exception:  # an input we cannot read: log what we can, never break the call
         request, expected = {"endpoint": endpoint, "model": str(kwargs.get("model"))}, 1
     call = _Call(logger, tags, request, expected)
