@@ -3,9 +3,11 @@
 Text is counted with ``encode_ordinary`` (special-token look-alikes in user text are plain text, as
 the API treats them).  Chats follow the API's own accounting as published in OpenAI's cookbook
 ("How to count tokens with tiktoken"): 3 tokens per message, 1 per ``name``, 3 to prime the reply;
-tool definitions use the cookbook's per-function constants.  Schema parts the cookbook formula does
-not model (nested objects, ``items``, ``default``, …) are counted as the tokens of their JSON, an
-over-count, so a tool-bearing prompt is never under-counted.
+legacy ``function`` messages and assistant ``function_call`` as measured by open projects.  Tool
+definitions are rendered as the API renders them (:mod:`._openai_tools`) and counted with their
+overhead: the block joins the request's first system message (which gains a trailing newline) or
+comes in a system message of its own.  The constants below were fitted to the published API counts
+in ``tests/tokens/data/openai_tools_fixtures.json``.
 """
 
 from __future__ import annotations
@@ -14,37 +16,26 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import InputError, TokenizerLoadError
 from ._base import BatchItem
+from ._openai_tools import tool_prompt
 
 __all__ = ["TiktokenCounter", "load_tiktoken"]
 
-
-@dataclass(frozen=True)
-class _ToolCosts:
-    func_init: int
-    prop_init: int
-    prop_key: int
-    enum_init: int
-    enum_item: int
-    func_end: int
-
-
-# From the cookbook, measured against the API: gpt-4o family (o200k) and gpt-3.5/gpt-4 (cl100k).
-_TOOL_COSTS = {
-    "o200k_base": _ToolCosts(7, 3, 3, -3, 3, 12),
-    "cl100k_base": _ToolCosts(10, 3, 3, -3, 3, 12),
-}
-_MODELLED_PROPERTY_KEYS = frozenset({"type", "description", "enum"})
-_MODELLED_PARAMETER_KEYS = frozenset({"type", "properties", "required"})
-_MODELLED_FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 IMAGE_PART_TOKENS = 85  # a low-detail image; high detail costs more and is not modelled
+FUNCTION_MESSAGE = -2  # a role "function" message costs two tokens less than its parts
+FUNCTION_CALL = 3  # an assistant's legacy function_call: 3 plus its name and arguments
+TOOLS_OWN_SYSTEM = 9  # the tools block in a system message of its own, beyond the block's text
+TOOLS_IN_SYSTEM = 5  # the tools block appended to the request's first system message
+CHOICE_NONE = 1  # tool_choice / function_call "none"
+FORCED_TOOL = 7  # tool_choice {"type": "function", "function": {"name": ...}}: 7 plus the name
+FORCED_FUNCTION = 4  # legacy function_call {"name": ...}: 4 plus the name
+_TOOL_CACHE_SIZE = 1024
 
 
 class _Tally:
@@ -70,7 +61,7 @@ class TiktokenCounter:
         self._enc = encoding
         self._name = name
         self._count_texts = count_texts
-        self._costs = _TOOL_COSTS.get(encoding.name, _TOOL_COSTS["o200k_base"])
+        self._tool_cache: dict[str, tuple[int, int]] = {}
         # tiktoken files are content-addressed; the encoding name plus its mergeable ranks hash pins them
         h = hashlib.sha256(f"tiktoken:{encoding.name}:{encoding.n_vocab}".encode())
         h.update(json.dumps(sorted(encoding._special_tokens.items())).encode())
@@ -145,55 +136,48 @@ class TiktokenCounter:
         else:
             tally.texts.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
-    @staticmethod
-    def _json(value: Mapping[str, Any], skip: frozenset[str], tally: _Tally) -> None:
-        extra = {k: v for k, v in value.items() if k not in skip}
-        if extra:
-            tally.texts.append(json.dumps(extra, ensure_ascii=False))
+    def _definitions(self, tools: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Tokens of the tools block's text (the larger layout) and of the longest function name."""
+        key = json.dumps(tools, ensure_ascii=False, separators=(",", ":"), default=str)
+        hit = self._tool_cache.get(key)
+        if hit is not None:
+            return hit
+        prompt = tool_prompt(tools)
+        layouts = self._lengths(list(prompt.layouts))
+        names = self._lengths(list(prompt.names))
+        result = (max(layouts, default=0) + sum(self._lengths(list(prompt.extras))), max(names, default=0))
+        if len(self._tool_cache) >= _TOOL_CACHE_SIZE:
+            self._tool_cache.clear()
+        self._tool_cache[key] = result
+        return result
 
-    def _tools(self, tools: Sequence[Mapping[str, Any]], tool_choice: Any, tally: _Tally) -> None:
-        c = self._costs
-        for tool in tools:
-            fn = tool.get("function", tool) if isinstance(tool, Mapping) else None
-            if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
-                raise InputError('each tool needs {"type": "function", "function": {"name": ...}}')
-            tally.fixed += c.func_init
-            desc = str(fn.get("description") or "")
-            tally.texts.append(fn["name"] + ":" + desc.removesuffix("."))
-            self._json(fn, _MODELLED_FUNCTION_KEYS, tally)
-            params = fn.get("parameters") or {}
-            props = params.get("properties") or {}
-            if props:
-                tally.fixed += c.prop_init
-                for key, prop in props.items():
-                    prop = prop if isinstance(prop, Mapping) else {}
-                    tally.fixed += c.prop_key
-                    ptype = prop.get("type", "")
-                    ptype = "|".join(map(str, ptype)) if isinstance(ptype, list) else str(ptype)
-                    if "enum" in prop:
-                        tally.fixed += c.enum_init
-                        for item in prop["enum"]:
-                            tally.fixed += c.enum_item
-                            tally.texts.append(str(item))
-                    pdesc = str(prop.get("description") or "").removesuffix(".")
-                    tally.texts.append(f"{key}:{ptype}:{pdesc}")
-                    self._json(prop, _MODELLED_PROPERTY_KEYS, tally)
-            self._json(params, _MODELLED_PARAMETER_KEYS, tally)
-        if tools:
-            tally.fixed += c.func_end
-        if tool_choice == "none" or tool_choice == "required":
-            tally.fixed += 1
-        elif isinstance(tool_choice, Mapping):
+    def _tools(
+        self, tools: Sequence[Mapping[str, Any]], tool_choice: Any, joined: bool, tally: _Tally
+    ) -> None:
+        text, longest = self._definitions(tools)
+        tally.fixed += text + (TOOLS_IN_SYSTEM if joined else TOOLS_OWN_SYSTEM)
+        if tool_choice is None or tool_choice == "auto":
+            return
+        if tool_choice == "none":
+            tally.fixed += CHOICE_NONE
+            return
+        if isinstance(tool_choice, Mapping):
             fn = tool_choice.get("function", tool_choice)
             name = fn.get("name") if isinstance(fn, Mapping) else None
-            tally.fixed += 4
-            if isinstance(name, str):
+            if isinstance(name, str) and name:
+                tally.fixed += FORCED_FUNCTION if fn is tool_choice and "type" not in fn else FORCED_TOOL
                 tally.texts.append(name)
+                return
+        # "required" and other choices: no published count; counted as forcing the longest name
+        tally.fixed += FORCED_TOOL + longest
 
     def count_tools(self, tools: Sequence[Mapping[str, Any]], tool_choice: Any = None) -> int:
-        """Tokens the tool definitions (and a forced ``tool_choice``) add to a prompt."""
+        """Tokens the tool definitions and ``tool_choice`` add to a prompt without a system message
+        (the block comes in one of its own).  With a system message the block joins it and costs
+        ``TOOLS_OWN_SYSTEM - TOOLS_IN_SYSTEM`` tokens less, plus the newline that message gains."""
         tally = _Tally()
-        self._tools(tools, tool_choice, tally)
+        if tools:
+            self._tools(tools, tool_choice, False, tally)
         return self._total(tally)
 
     def _messages(
@@ -206,18 +190,33 @@ class TiktokenCounter:
         if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
             raise InputError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
         tally = _Tally()
+        joined = False  # the tools block joins the first system message, which gains a newline
         for i, msg in enumerate(messages):
             if not isinstance(msg, Mapping):
                 raise InputError(f"message {i} is not an object")
             tally.fixed += TOKENS_PER_MESSAGE
+            pad = bool(tools) and not joined and msg.get("role") == "system"
             for key, value in msg.items():
+                if key == "function_call" and isinstance(value, Mapping):
+                    tally.fixed += FUNCTION_CALL
+                    tally.texts += [
+                        v for v in (value.get("name"), value.get("arguments")) if isinstance(v, str)
+                    ]
+                    continue
+                if pad and key == "content" and isinstance(value, str):
+                    value, pad = value + "\n", False
                 self._value(value, tally)
                 if key == "name":
                     tally.fixed += TOKENS_PER_NAME
+            if pad:  # content missing or in parts: the newline on its own
+                tally.texts.append("\n")
+            if msg.get("role") == "function":
+                tally.fixed += FUNCTION_MESSAGE
+            joined = joined or (bool(tools) and msg.get("role") == "system")
         if add_generation_prompt:
             tally.fixed += REPLY_PRIMING
         if tools:
-            self._tools(tools, tool_choice, tally)
+            self._tools(tools, tool_choice, joined, tally)
         return tally
 
     def count_messages(
@@ -228,8 +227,12 @@ class TiktokenCounter:
         add_generation_prompt: bool = True,
         **template_kwargs: Any,
     ) -> int:
-        """Prompt tokens as the API reports them (cookbook accounting)."""
-        del template_kwargs  # OpenAI models have no client-visible template
+        """Prompt tokens as the API reports them; ``functions=`` and ``function_call=`` (the legacy
+        parameters) are taken where ``tools`` and ``tool_choice`` are not given."""
+        if tools is None:
+            tools = template_kwargs.get("functions")
+        if tool_choice is None:
+            tool_choice = template_kwargs.get("function_call")
         return self._total(self._messages(messages, tools, tool_choice, add_generation_prompt))
 
     def count_batch(self, items: Sequence[BatchItem]) -> list[int]:
@@ -241,10 +244,12 @@ class TiktokenCounter:
                 if it:
                     tally.texts.append(it)
             elif isinstance(it, Mapping) and "messages" in it:
+                tools = it.get("tools")
+                choice = it.get("tool_choice")
                 tally = self._messages(
                     it["messages"],
-                    it.get("tools"),
-                    it.get("tool_choice"),
+                    it.get("functions") if tools is None else tools,
+                    it.get("function_call") if choice is None else choice,
                     bool(it.get("add_generation_prompt", True)),
                 )
             else:
