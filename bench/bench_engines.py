@@ -5,8 +5,10 @@
 Paths: (a) ``tokenizers`` one core (``encode`` per record, templates rendered), (b) ``tokenizers``
 all cores (``count_batch``: segment cache + ``encode_batch_fast``), (c) ``cached`` (pre-token cache,
 misses merged by the library on CPU), (d) ``gpu`` (pre-token cache, misses merged by torch) on
-``cpu`` and on ``cuda`` when torch sees one.  "cold": a fresh engine with an empty cache dir;
-"warm": the same engine again (its caches filled).  MB are UTF-8 bytes of the rendered prompts.
+``cpu`` and on ``cuda`` when torch sees one, (e) ``fast`` (kitoken or bpe-openai, self-checked; see
+``bench_fast.py``).  Chat templates render with the default renderer (minijinja where exact).
+"cold": a fresh engine with an empty cache dir; "warm": the same engine again (its caches filled).
+MB are UTF-8 bytes of the rendered prompts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "tiktoken"))
 from _corpus import day_of_logs
-from llmtally.tokens import HFCounter, load_engine, load_tokenizer
+from llmtally.tokens import HFCounter, load_engine, load_hf_folder, load_tokenizer
 
 SHARED = Path(os.environ.get("LLMTALLY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -75,10 +77,13 @@ def main() -> None:
         ("(c) cached, CPU", "cached", "cpu"),
     ]
     runs += [(f"(d) gpu engine, torch on {d}", "gpu", d) for d in devices]
+    runs += [("(e) fast (kitoken / bpe-openai), all cores", "fast", "cpu")]
     for label, engine, device in runs:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            eng = load_engine(args.model, engine, device, cache_dir=tmp)
+            # a fresh counter: the registry's is the one `expected` warmed (its segment cache)
+            fresh = load_hf_folder(args.model) if Path(args.model).is_dir() else args.model
+            eng = load_engine(fresh, engine, device, cache_dir=tmp)
             t_load = time.perf_counter() - t0
             t0 = time.perf_counter()
             cold = eng.count_batch(corpus)
@@ -87,6 +92,8 @@ def main() -> None:
             warm = eng.count_batch(corpus)
             t_warm = time.perf_counter() - t0
             eng.close()
+        if eng.fallback is not None:
+            label += f" (fell back: {eng.fallback})"
         same = cold == expected and warm == expected
         print(
             f"| {label} | {mb / t_cold:.2f} | {len(corpus) / t_cold:,.0f} | {mb / t_warm:.2f} | "

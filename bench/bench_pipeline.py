@@ -16,8 +16,10 @@ DeepSeek-V3 names to ``$LLMTALLY_SHARED/tokenizers``.
    (set before ``tokenizers`` starts its pool), which also times template rendering alone.  Baseline,
    single-threaded in the same pinned process: transformers
    ``AutoTokenizer.from_pretrained(folder).apply_chat_template(tokenize=True)`` per prompt + ``encode``
-   per completion (+1 stop token where a stop was generated, as open-model engines bill it) for the HF models; for gpt-4o-mini
-   tiktoken with the OpenAI cookbook's message and tool accounting.  Every record's prompt and
+   per completion (+1 stop token where a stop was generated, as open-model engines bill it; a reply
+   with reasoning or tool calls: the template's assistant turn after the prompt, up to and including
+   its end-of-turn token) for the HF models; for gpt-4o-mini tiktoken with the cookbook's message
+   accounting and the tools block written out as docs/openai-tools.md describes it.  Every record's prompt and
    completion counts must be identical on all three paths.  MB are the UTF-8 bytes of message contents
    and completions (template scaffolding and tool schemas not included).
 3. ``reconcile`` (with the shipped price table): median of 3.
@@ -131,29 +133,43 @@ def _hf_baseline(folder: Path, recs: Sequence[Any]) -> dict[str, Any]:
             **dict(r.template_kwargs or {}),
         )
         c = None
-        if r.completion is not None and not r.reasoning and not r.tool_calls:
+        if r.reasoning or r.tool_calls:  # the assistant turn after the prompt, up to its end-of-turn
+            reply = {"role": "assistant", "content": r.completion or "", "tool_calls": r.tool_calls}
+            if r.reasoning:
+                reply["reasoning_content"] = r.reasoning
+            full = tok.apply_chat_template(
+                [*r.messages, reply],
+                tools=list(r.tools) if r.tools else None,
+                tokenize=True,
+                return_dict=False,
+                **dict(r.template_kwargs or {}),
+            )
+            c = full[len(ids) :].index(tok.convert_tokens_to_ids(tok.eos_token)) + 1
+        elif r.completion is not None:
             stopped = (r.status or "ok") == "ok" and r.finish_reason in (None, "stop")  # the billing rule
             c = len(tok.encode(r.completion, add_special_tokens=False)) + stopped
         counts[r.id] = [len(ids), c]
     return {"load_s": t_load, "s": time.perf_counter() - t0, "counts": counts}
 
 
-def _cookbook_tools(tools: Sequence[Any], n: Callable[[str], int]) -> int:
-    """OpenAI cookbook ``num_tokens_for_tools`` (gpt-4o / gpt-4o-mini constants)."""
-    func_init, prop_init, prop_key, enum_init, enum_item, func_end = 7, 3, 3, -3, 3, 12
-    total = 0
+def _tools_block(tools: Sequence[Any]) -> str:
+    """The ``namespace functions`` block the API writes for flat function schemas (the sample's
+    tools are flat), as docs/openai-tools.md describes it; written out here apart from the counter."""
+    lines = ["namespace functions {", ""]
     for tool in tools:
         fn = tool["function"]
-        total += func_init + n(fn["name"] + ":" + fn.get("description", "").removesuffix("."))
-        props = fn.get("parameters", {}).get("properties", {})
-        if props:
-            total += prop_init
-            for key, prop in props.items():
-                total += prop_key
-                if "enum" in prop:
-                    total += enum_init + sum(enum_item + n(str(item)) for item in prop["enum"])
-                total += n(f"{key}:{prop['type']}:{prop.get('description', '').removesuffix('.')}")
-    return total + func_end if tools else total
+        if fn.get("description"):
+            lines.append(f"// {fn['description']}")
+        params = fn.get("parameters", {})
+        required = set(params.get("required", []))
+        lines.append(f"type {fn['name']} = (_: {{")
+        for key, prop in params.get("properties", {}).items():
+            if prop.get("description"):
+                lines.append(f"// {prop['description']}")
+            kind = " | ".join(json.dumps(v) for v in prop["enum"]) if "enum" in prop else prop["type"]
+            lines.append(f"{key}{'' if key in required else '?'}: {kind},")
+        lines += ["}) => any;", ""]
+    return "\n".join([*lines, "} // namespace functions"])
 
 
 def _tiktoken_baseline(model: str, recs: Sequence[Any]) -> dict[str, Any]:
@@ -170,13 +186,16 @@ def _tiktoken_baseline(model: str, recs: Sequence[Any]) -> dict[str, Any]:
     counts: dict[str, list[int | None]] = {}
     for r in recs:
         p = 3  # every reply is primed with <|start|>assistant<|message|>
+        joined = False  # tools join the first system message (+ a newline and 5), else their own (+9)
         for msg in r.messages:
             p += 3
+            pad = bool(r.tools) and not joined and msg["role"] == "system"
             for key, value in msg.items():
-                p += n(value)
+                p += n(value + "\n" if pad and key == "content" else value)
                 p += key == "name"
+            joined = joined or pad
         if r.tools:
-            p += _cookbook_tools(r.tools, n)
+            p += n(_tools_block(r.tools)) + (5 if joined else 9)
         counts[r.id] = [p, n(r.completion) if r.completion is not None else None]
     return {"load_s": t_load, "s": time.perf_counter() - t0, "counts": counts}
 

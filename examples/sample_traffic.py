@@ -60,6 +60,10 @@ REPLIES = [
     "The meeting has been moved to 3 pm today.",
     "非常抱歉给您带来不便，我们会尽快为您补发。",
 ]
+THOUGHTS = [
+    "用户想知道订单状态，我先确认一下发货信息。",
+    "The user wants a summary; keep it short and list the key points first.",
+]
 TOOLS = [
     {
         "type": "function",
@@ -91,12 +95,23 @@ def _chat(rng: random.Random) -> tuple[list[dict[str, str]], str]:
     return msgs, rng.choice(REPLIES) * rng.randint(1, 3)
 
 
+def _call(rng: random.Random) -> dict[str, Any]:
+    query = rng.choice(["退货政策", "shipping times", "发票"])
+    args = json.dumps({"query": query}, ensure_ascii=False)
+    return {
+        "id": f"call_{rng.getrandbits(32):08x}",
+        "type": "function",
+        "function": {"name": "search_docs", "arguments": args},
+    }
+
+
 def generate(
     out: Path, days: int, per_day: int, shared: Path, seed: int = 7, end: date | None = None
 ) -> dict[str, int]:
     """Write sample logs under ``out``; returns records written per service."""
     rng = random.Random(seed)
     outcomes = random.Random(seed + 1)  # a stream of its own: the rest of the traffic stays the same
+    thinking = random.Random(seed + 2)  # which self-served replies think or call a tool (ditto)
     qwen = load_hf_folder(shared / "tokenizers" / "qwen3")
     deepseek = load_hf_folder(shared / "tokenizers" / "deepseek_v3")
     gpt = load_tiktoken("gpt-4o-mini")
@@ -160,6 +175,29 @@ def generate(
                         status, reply, extra = "abandoned", completion[: len(completion) // 3], {}
                     if status != "ok":
                         usage = None
+                    else:  # a reasoning parser splits the thinking out; a tool parser the calls
+                        roll = thinking.random()
+                        if roll < 0.25:
+                            extra["reasoning"] = thinking.choice(THOUGHTS)
+                        elif roll < 0.35:
+                            tools, reply = TOOLS, None
+                            extra = {"finish_reason": "tool_calls", "tool_calls": [_call(thinking)]}
+                        if roll < 0.35:
+                            prompt_tokens = counter.count_messages(messages, tools=tools)
+                            generated = qwen.generated_text(
+                                messages,
+                                content=reply,
+                                reasoning=extra.get("reasoning"),
+                                tool_calls=extra.get("tool_calls"),
+                                tools=tools,
+                            )
+                            completion_tokens = counter.count(generated) + 1
+                            if usage is not None:
+                                usage = {
+                                    "prompt_tokens": prompt_tokens,
+                                    "completion_tokens": completion_tokens,
+                                    "total_tokens": prompt_tokens + completion_tokens,
+                                }
                 logger.log(
                     model=model,
                     messages=messages,

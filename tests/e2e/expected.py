@@ -87,11 +87,31 @@ def _recount(rec: dict[str, Any]) -> tuple[int, int]:
     transformers): the chat template's prompt; the delivered completion, plus the stop token only
     for a call that ended with a stop."""
     tok = _oracle(rec["model"])
-    ids = tok.apply_chat_template(rec["messages"], tokenize=True, add_generation_prompt=True)
-    prompt = len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
+    tools = rec.get("tools")
+    ids = _ids(
+        tok.apply_chat_template(rec["messages"], tools=tools, tokenize=True, add_generation_prompt=True)
+    )
+    if rec.get("reasoning") or rec.get("tool_calls"):
+        # the reply as the model generated it: the assistant turn's tokens after the prompt's, up to
+        # and including the end-of-turn token (the stop token the engine bills)
+        reply = {
+            "role": "assistant",
+            "content": rec.get("completion") or "",
+            "tool_calls": rec.get("tool_calls"),
+        }
+        if rec.get("reasoning"):
+            reply["reasoning_content"] = rec["reasoning"]
+        full = _ids(tok.apply_chat_template([*rec["messages"], reply], tools=tools, tokenize=True))
+        assert full[: len(ids)] == ids, "the assistant turn does not extend the prompt"
+        generated = full[len(ids) :]
+        return len(ids), generated.index(tok.convert_tokens_to_ids(tok.eos_token)) + 1
     completion = len(tok.encode(rec.get("completion") or "", add_special_tokens=False))
     ok = (rec.get("status") or "ok") == "ok" and rec.get("finish_reason") in (None, "stop")
-    return prompt, completion + (1 if ok and rec.get("completion") is not None else 0)
+    return len(ids), completion + (1 if ok and rec.get("completion") is not None else 0)
+
+
+def _ids(out: Any) -> list[int]:
+    return list(out["input_ids"] if isinstance(out, Mapping) else out)
 
 
 def billed_of(rec: dict[str, Any]) -> tuple[int, int]:

@@ -121,6 +121,9 @@ def test_stop_token_only_where_a_stop_was_generated(qwen: TokenCounter) -> None:
     assert [r.id for r in recs if stop_generated(r)] == ["stop", "nofinish", "completed", "eos"]
 
 
+CALL_AS_GENERATED = '<think>\n\n</think>\n\n<tool_call>\n{"name": "x", "arguments": {}}\n</tool_call>'
+
+
 def test_failed_calls_are_requests_by_status_with_zero_tokens(qwen: TokenCounter) -> None:
     recs = [
         R("a", completion=REPLY, finish_reason="stop"),
@@ -129,7 +132,10 @@ def test_failed_calls_are_requests_by_status_with_zero_tokens(qwen: TokenCounter
         R("d", status="error", http_status=503),
         R("e", status="timeout", completion=REPLY[:10]),
         R("f", status="abandoned", completion=REPLY[:5]),
-        R("g", tool_calls=[{"function": {"name": "x", "arguments": "{}"}}]),  # completion not recountable
+        R(
+            "g", tool_calls=[{"function": {"name": "x", "arguments": "{}"}}]
+        ),  # billed as the template writes it
+        R("h", tool_calls=[{"function": {"arguments": "{}"}}]),  # no name: completion not recountable
     ]
     counts = recount(recs, {"qwen3-8b": qwen}.__getitem__)
     load = reconcile(recs, counts, day=DAY, tz="UTC", prices=load_prices())
@@ -145,7 +151,7 @@ def test_failed_calls_are_requests_by_status_with_zero_tokens(qwen: TokenCounter
         )
     prompt = qwen.count_messages(MSGS)
     assert by_status == {
-        ("ok", 0): (2, 2 * prompt, qwen.count(REPLY) + 1, 0),
+        ("ok", 0): (3, 3 * prompt, qwen.count(REPLY) + 1 + qwen.count(CALL_AS_GENERATED) + 1, 0),
         ("error", 429): (2, 0, 0, 0),
         ("error", 503): (1, 0, 0, 0),
         ("timeout", 0): (1, prompt, qwen.count(REPLY[:10]), 1),
@@ -155,12 +161,12 @@ def test_failed_calls_are_requests_by_status_with_zero_tokens(qwen: TokenCounter
         if h.status == "error":
             assert h.cost == Decimal(0) and h.unpriced_requests == 0  # qwen3-8b is priced at 0 cost
     q = load.quality
-    assert (q.records, q.status_error, q.status_timeout, q.status_abandoned) == (7, 3, 1, 1)
-    assert (q.not_billed, q.uncertain, q.completion_missing, q.prompt_recount) == (3, 1, 1, 4)
-    assert q.completion_recount == 3
+    assert (q.records, q.status_error, q.status_timeout, q.status_abandoned) == (8, 3, 1, 1)
+    assert (q.not_billed, q.uncertain, q.completion_missing, q.prompt_recount) == (3, 1, 1, 5)
+    assert q.completion_recount == 4
     assert q.prompt_tokens == sum(h.prompt_tokens for h in load.hourly)
     (row,) = load.reconciliation
-    assert (row.not_billed, row.completion_missing, row.prompt_recount, row.uncertain) == (3, 1, 4, 1)
+    assert (row.not_billed, row.completion_missing, row.prompt_recount, row.uncertain) == (3, 1, 5, 1)
 
 
 @pytest.mark.parametrize(("raw", "want"), [(429, 429), ("503", 503), (200.0, 200), (-1, None), ("x", None),

@@ -54,6 +54,7 @@ def test_exact_counts_and_statuses(table: dict[str, TokenCounter]) -> None:
         UsageRecord("c5", TS, model="qwen3-8b", text="hash", prompt_sha256="a" * 64),
         UsageRecord("c6", TS, model="who-knows", messages=MSGS),
         UsageRecord("c7", TS, model="qwen3-8b", messages=MSGS, completion="x", reasoning="thinking..."),
+        UsageRecord("c9", TS, model="gpt-4o-mini", messages=MSGS, completion="x", reasoning="thinking..."),
         UsageRecord(
             "c8", TS, estimate={"prompt_tokens": 3, "completion_tokens": 4}, legacy=True, text="legacy"
         ),
@@ -69,7 +70,11 @@ def test_exact_counts_and_statuses(table: dict[str, TokenCounter]) -> None:
     assert got["c4"].prompt_tokens == qwen.count("Once upon a time", add_special_tokens=True)
     assert got["c5"] == Recount("not_recountable", None, None, qwen.fingerprint)
     assert got["c6"] == Recount("unknown_model")
-    assert got["c7"] == Recount("ok", qwen.count_messages(MSGS), None, qwen.fingerprint)
+    # the thinking as the Qwen3 template writes it, then the stop token
+    want = qwen.count("<think>\nthinking...\n</think>\n\nx") + 1
+    assert got["c7"] == Recount("ok", qwen.count_messages(MSGS), want, qwen.fingerprint)
+    # OpenAI bills hidden reasoning it never returns as text: no recount of that completion
+    assert got["c9"] == Recount("ok", gpt.count_messages(MSGS), None, gpt.fingerprint)
     assert got["c8"].status == "not_recountable"
     assert Recount.from_json(got["c1"].to_json()) == got["c1"]
 

@@ -12,3 +12,12 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     path = tmp_path_factory.mktemp("llmtally-cache")
     monkeypatch.setenv("LLMTALLY_CACHE_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def sp_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small SentencePiece BPE model with byte fallback, trained here (well under a second)."""
+    pytest.importorskip("sentencepiece")
+    from tests.tokens.spm_folders import train_sentencepiece
+
+    return train_sentencepiece(tmp_path_factory.mktemp("spm") / "sp.model")

@@ -164,7 +164,7 @@ def test_cache_stays_bounded() -> None:
 
 def test_auto_picks_a_measured_path_once(tmp_path: Path) -> None:
     eng = load_engine(_hf("deepseek_v3"), "auto", "cpu", cache_dir=tmp_path)
-    assert isinstance(eng, RecountEngine) and eng.engine in ("tokenizers", "cached")
+    assert isinstance(eng, RecountEngine) and eng.engine in ("tokenizers", "cached", "fast")
     choice = json.loads((tmp_path / "engine-choice.json").read_text(encoding="utf-8"))
     assert [v["engine"] for v in choice.values()] == [eng.engine]
     assert eng.count_batch(TEXT_CASES) == _hf("deepseek_v3").count_batch(TEXT_CASES)

@@ -92,12 +92,19 @@ def _read_json_file(path: str, what: str) -> Any:
     help='Batch: one {"text": ...} or {"messages": [...]} object per line ("-" for stdin).',
 )
 @click.option("--no-generation-prompt", is_flag=True, help="Do not add the assistant generation prompt.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"tokens": N} instead of N.')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"tokens": N} instead of N (with --engine, also the engine that counted; after a '
+    'fallback, "requested_engine" and "fallback"); with --jsonl, the summary on stderr as JSON.',
+)
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
-    help="Recount path (same counts): tokenizers, cached (pre-token cache), gpu (torch BPE), auto "
-    "(fastest measured here).  Default: [recount] engine in llmtally.toml, else tokenizers.",
+    help="Recount path (same counts): tokenizers, cached (pre-token cache), gpu (torch BPE), fast "
+    "(kitoken / bpe-openai, self-checked), auto (fastest measured here).  Default: [recount] engine "
+    "in llmtally.toml, else fast.",
 )
 @click.option("--device", type=click.Choice(DEVICES), help="For --engine gpu/auto: cpu, cuda or auto.")
 def count(
@@ -122,8 +129,9 @@ def count(
         raise click.UsageError("give only one of TEXT, --messages or --jsonl")
     try:
         counter: TokenCounter = load_engine(_counter(model, tokenizer), engine, device)
+        _say_fallback(counter)
         if jsonl_file is not None:
-            _count_jsonl(counter, jsonl_file)
+            _count_jsonl(counter, jsonl_file, as_json=as_json)
             return
         if messages_file is not None:
             messages = _read_json_file(messages_file, "--messages")
@@ -135,10 +143,25 @@ def count(
             n = counter.count(text)
     except LlmtallyError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps({"tokens": n}) if as_json else str(n))
+    if not as_json:
+        click.echo(str(n))
+        return
+    out: dict[str, Any] = {"tokens": n}
+    if isinstance(counter, RecountEngine) and (engine is not None or counter.fallback is not None):
+        out.update(counter.describe())
+    click.echo(json.dumps(out, ensure_ascii=False))
 
 
-def _count_jsonl(counter: TokenCounter, path: str) -> None:
+def _say_fallback(counter: TokenCounter) -> None:
+    if isinstance(counter, RecountEngine) and counter.fallback is not None:
+        click.echo(
+            f"llmtally: engine {counter.requested_engine} cannot count {counter.name} exactly "
+            f"({counter.fallback}); counted with engine {counter.engine}",
+            err=True,
+        )
+
+
+def _count_jsonl(counter: TokenCounter, path: str, *, as_json: bool = False) -> None:
     with click.open_file(path, "rb") as fh:
         parsed = list(_parse_jsonl(fh, "<stdin>" if path == "-" else path))
     total = 0
@@ -157,6 +180,17 @@ def _count_jsonl(counter: TokenCounter, path: str) -> None:
     how = f"; {counter.summary()}" if isinstance(counter, RecountEngine) else ""
     if isinstance(counter, RecountEngine):
         counter.close()
+    if as_json:
+        summary: dict[str, Any] = {
+            "items": len(parsed),
+            "tokens": total,
+            "tokenizer": counter.name,
+            "fingerprint": counter.fingerprint,
+        }
+        if isinstance(counter, RecountEngine):
+            summary.update(counter.describe())
+        click.echo(json.dumps(summary, ensure_ascii=False), err=True)
+        return
     click.echo(
         f"llmtally: {len(parsed)} item(s), {total} tokens ({counter.name}, {counter.fingerprint}{how})",
         err=True,

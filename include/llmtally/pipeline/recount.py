@@ -13,8 +13,10 @@ it.  What is counted:
   ``finish_reason`` ``stop`` or none; never after ``length``, an abort, an error or a timeout), as
   the counter's ``counts_stop_token`` says (OpenAI-accounted counters bill none).
   Every choice of an ``n > 1`` call (``choices``) is counted, each with its own stop token.
-  Completions with separate ``reasoning`` or with ``tool_calls`` are not recounted (the generated
-  text cannot be rebuilt exactly); their prompt is.
+  A reply split into ``reasoning`` and/or ``tool_calls`` is counted as the model generated it: the
+  chat template rebuilds the text (thinking markers, tool-call syntax; see
+  :mod:`llmtally.tokens._completion`).  Where it cannot (an OpenAI-accounted counter, a template
+  that does not show tool calls), the completion is not recounted; the prompt still is.
 * several prompts or embedding inputs (``inputs``): each as a raw prompt, summed (token-id lists
   count their length); an embeddings call generates no completion (its usage says 0).
 
@@ -27,12 +29,13 @@ template or input fails is ``error``.  A tokenizer that is configured but cannot
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._exceptions import InputError, TemplateError, UnknownModelError
 from ..tokens._base import BatchItem, TokenCounter
+from ..tokens._engine import RecountEngine
 from .billing import stop_generated
 from .record import UsageRecord
 
@@ -77,21 +80,62 @@ def _prompt_item(rec: UsageRecord) -> BatchItem | None:
     return item
 
 
-def _completions(rec: UsageRecord) -> list[tuple[str, bool]] | None:
+@runtime_checkable
+class _ReplyRenderer(Protocol):
+    def generated_text(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        content: str | None = None,
+        reasoning: str | None = None,
+        tool_calls: Any = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **template_kwargs: Any,
+    ) -> str: ...
+
+
+def _renderer(counter: TokenCounter) -> _ReplyRenderer | None:
+    """The counter that can rebuild a split reply with its chat template (Hugging Face ones)."""
+    inner = counter.counter if isinstance(counter, RecountEngine) else counter
+    return inner if isinstance(inner, _ReplyRenderer) else None
+
+
+def _reply_text(rec: UsageRecord, reply: Mapping[str, Any], renderer: _ReplyRenderer | None) -> str | None:
+    """A reply's generated text: its completion, or -- with ``reasoning`` or ``tool_calls`` -- the
+    text the chat template shows the model wrote (``None`` when that cannot be rebuilt)."""
+    text = reply.get("completion")
+    reasoning, calls = reply.get("reasoning"), reply.get("tool_calls")
+    if not reasoning and not calls:
+        return text if isinstance(text, str) else None
+    if renderer is None or rec.messages is None:
+        return None
+    try:
+        return renderer.generated_text(
+            rec.messages,
+            content=text if isinstance(text, str) else None,
+            reasoning=reasoning if isinstance(reasoning, str) else None,
+            tool_calls=calls,
+            tools=rec.tools,
+            **(rec.template_kwargs or {}),
+        )
+    except _ITEM_ERRORS:
+        return None
+
+
+def _completions(rec: UsageRecord, renderer: _ReplyRenderer | None) -> list[tuple[str, bool]] | None:
     """The completion texts to count (every choice of an ``n > 1`` call), each with whether its
-    stop token was generated; ``None`` when the completion cannot be rebuilt exactly."""
+    stop token was generated; ``None`` when a completion cannot be rebuilt exactly."""
     if rec.choices:
         out = []
         for c in rec.choices:
-            text = c.get("completion")
-            if not isinstance(text, str) or c.get("reasoning") or c.get("tool_calls"):
+            text = _reply_text(rec, c, renderer)
+            if text is None:
                 return None
-            reason = c.get("finish_reason")
-            out.append((text, stop_generated(rec, reason)))
+            out.append((text, stop_generated(rec, c.get("finish_reason"))))
         return out
-    if rec.completion is None or rec.reasoning or rec.tool_calls:
-        return None
-    return [(rec.completion, stop_generated(rec))]
+    own = {"completion": rec.completion, "reasoning": rec.reasoning, "tool_calls": rec.tool_calls}
+    text = _reply_text(rec, own, renderer)
+    return None if text is None else [(text, stop_generated(rec))]
 
 
 def _safe_batch(counter: TokenCounter, items: list[BatchItem]) -> list[int | None]:
@@ -118,6 +162,7 @@ def _count_inputs(counter: TokenCounter, inputs: Sequence[Any]) -> int:
 def _count_model(counter: TokenCounter, records: list[UsageRecord], batch_size: int) -> dict[str, Recount]:
     fp = counter.fingerprint
     stop = 1 if counter.counts_stop_token else 0
+    renderer = _renderer(counter)
     out: dict[str, Recount] = {}
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -128,7 +173,7 @@ def _count_model(counter: TokenCounter, records: list[UsageRecord], batch_size: 
             item = _prompt_item(rec)
             if item is not None:
                 chats.append((i, item))
-            parts = _completions(rec)
+            parts = _completions(rec, renderer)
             if parts is not None:
                 texts.extend((i, text) for text, _ in parts)
                 stops[i] = stop * sum(generated for _, generated in parts)

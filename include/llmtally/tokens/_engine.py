@@ -5,8 +5,17 @@
 * ``cached`` -- segment cache, then the pre-token cache (``_pretoken``); misses merged by the
   library's own BPE model on the CPU.  The cache persists under the cache dir.
 * ``gpu`` -- as ``cached``, but misses are merged by torch (``_gpu_bpe``) on ``cpu`` or ``cuda``.
+* ``fast`` -- kitoken (``tokenizer.json``) or bpe-openai (OpenAI encodings) on all cores, behind the
+  segment cache; per tokenizer only after its self-check at load (``_kitoken``), else ``tokenizers``.
 * ``auto`` -- measure the available paths once per worker and tokenizer (on a built-in sample),
   remember the fastest in ``engine-choice.json`` under the cache dir, and use it.
+
+An engine never fails a model: where ``cached`` or ``gpu`` cannot count a tokenizer exactly (pieces
+between added tokens that depend on their context, e.g. Llama's first-only prefix space; ``gpu``
+needs byte-level BPE, so not SentencePiece-style Llama 2 / Mistral / Gemma), or where its counts on
+a built-in sample differ from the library's at load (the self-check), that model is counted by
+``tokenizers``.  The engine says so: :attr:`RecountEngine.fallback` (the reason), a warning in the
+log, and ``summary()`` (the task log line).
 
 ``[recount]`` in llmtally.toml sets ``engine``, ``device`` and ``cache_dir``; arguments win.
 """
@@ -34,9 +43,9 @@ from ._registry import load_tokenizer
 
 __all__ = ["DEFAULT_ENGINE", "DEVICES", "ENGINES", "RecountEngine", "load_engine", "resolve_device"]
 
-ENGINES = ("tokenizers", "cached", "gpu", "auto")
+ENGINES = ("tokenizers", "cached", "gpu", "fast", "auto")
 DEVICES = ("cpu", "cuda", "auto")
-DEFAULT_ENGINE = "tokenizers"  # fastest exact path measured on CPU workers (BENCHMARKS.md, issue 7)
+DEFAULT_ENGINE = "fast"  # fastest exact path measured on CPU workers (BENCHMARKS.md, issue 12)
 DEFAULT_DEVICE = "auto"
 
 logger = logging.getLogger("llmtally.tokens")
@@ -63,12 +72,23 @@ class RecountEngine:
     """A :class:`TokenCounter` that says which path counted and at what throughput."""
 
     def __init__(
-        self, counter: TokenCounter, *, engine: str, device: str, cache: PretokenCache | None = None
+        self,
+        counter: TokenCounter,
+        *,
+        engine: str,
+        device: str,
+        cache: PretokenCache | None = None,
+        requested_engine: str | None = None,
+        fallback: str | None = None,
     ) -> None:
         self._counter = counter
         self.engine = engine
         self.device = device
         self.cache = cache
+        self.requested_engine = requested_engine or engine
+        """The engine asked for (``auto`` resolved); differs from :attr:`engine` after a fallback."""
+        self.fallback = fallback
+        """Why the requested engine could not count this tokenizer exactly, or ``None``."""
         self.records = 0
         self.bytes = 0
         self.seconds = 0.0
@@ -135,8 +155,18 @@ class RecountEngine:
         logger.debug("%s", self.summary())
         return counts
 
+    def describe(self) -> dict[str, str]:
+        """``engine`` and ``device`` that count, and after a fallback ``requested_engine`` and
+        ``fallback`` (the reason), e.g. for a JSON summary."""
+        out = {"engine": self.engine, "device": self.device}
+        if self.fallback is not None:
+            out["requested_engine"] = self.requested_engine
+            out["fallback"] = self.fallback
+        return out
+
     def summary(self) -> str:
-        """``engine=cached device=cpu: N records, X MB in S s = R MB/s, Q records/s (cache …)``."""
+        """``engine=cached device=cpu: N records, X MB in S s = R MB/s, Q records/s (cache …)``,
+        ending ``; requested engine=gpu, fell back: <reason>`` after a fallback."""
         s = max(self.seconds, 1e-9)
         line = (
             f"engine={self.engine} device={self.device}: {self.records} records, "
@@ -149,6 +179,8 @@ class RecountEngine:
                 f" (pre-token cache {len(self.cache.counts):,} entries, "
                 f"{self.cache.misses:,} misses of {seen:,})"
             )
+        if self.fallback is not None:
+            line += f"; requested engine={self.requested_engine}, fell back: {self.fallback}"
         return line
 
     def save(self) -> None:
@@ -178,19 +210,77 @@ def _item_bytes(item: BatchItem) -> int:
     return total
 
 
-def _build(base: TokenCounter, engine: str, device: str, cache_dir: Path | None) -> RecountEngine:
+def _build(
+    base: TokenCounter, engine: str, device: str, cache_dir: Path | None, *, fall_back: bool = True
+) -> RecountEngine:
+    """``engine`` over ``base``; where it cannot count ``base`` exactly, ``tokenizers`` with the
+    reason in ``fallback`` (``fall_back=False``: raise :class:`TokenizerLoadError` instead)."""
     if engine == "tokenizers":
         return RecountEngine(base, engine=engine, device="cpu")
+    if engine == "fast":
+        from ._kitoken import fast_counter
+
+        counter, why = fast_counter(base)
+        if why is None:
+            return RecountEngine(counter, engine=engine, device="cpu")
+        if not fall_back:
+            raise TokenizerLoadError(why)
+        logger.warning("recount %s: engine fast falls back to engine tokenizers: %s", base.name, why)
+        return RecountEngine(base, engine="tokenizers", device="cpu", requested_engine=engine, fallback=why)
     if engine == "gpu" and device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("device cuda: torch sees no CUDA GPU on this worker (use --device auto)")
+    try:
+        eng = _build_cached(base, engine, device, cache_dir)
+        _self_check(base, eng)
+    except TokenizerLoadError as exc:
+        if not fall_back:
+            raise
+        reason = str(exc)
+        logger.warning(
+            "recount %s: engine %s cannot count it exactly (%s); counting it with engine tokenizers",
+            base.name,
+            engine,
+            reason,
+        )
+        return RecountEngine(
+            base, engine="tokenizers", device="cpu", requested_engine=engine, fallback=reason
+        )
+    return eng
+
+
+def _self_check_sample(base: TokenCounter) -> list[str]:
+    """A few texts of every kind (the calibration sample, whitespace, bytes, added tokens typed)."""
+    texts = _calibration_sample()[::50]
+    texts += [" leading", "trailing  ", "   runs   of\n\n\nspace\t\t", "\n", "😀 龘 \x00 ÿ", "你好，世界"]
+    if isinstance(base, HFCounter):
+        added = [t.content for t in base.backend.get_added_tokens_decoder().values()][:8]
+        texts += [f"{a}x {a} y{a}" for a in added] + ["".join(added) + " tail"]
+    return texts
+
+
+def _self_check(base: TokenCounter, eng: RecountEngine) -> None:
+    """Raise :class:`TokenizerLoadError` when ``eng`` and ``base`` count the sample differently."""
+    sample = _self_check_sample(base)
+    want = base.count_batch(sample)
+    got = eng.counter.count_batch(sample)
+    wrong = sum(a != b for a, b in zip(want, got, strict=True))
+    if wrong:
+        raise TokenizerLoadError(
+            f"self-check: engine {eng.engine} counted {wrong} of {len(sample)} sample texts "
+            "differently from tokenizers"
+        )
+
+
+def _build_cached(base: TokenCounter, engine: str, device: str, cache_dir: Path | None) -> RecountEngine:
     cache = PretokenCache(base.fingerprint, cache_dir)
     if isinstance(base, HFCounter):
         if not base.splits_on_added_tokens:
             raise TokenizerLoadError(
-                f"{base.name}: added tokens are context-dependent; use engine tokenizers"
+                "pieces between added tokens are not counted independently by this tokenizer "
+                "(context-dependent added tokens or prefix space)"
             )
         bpe_hf: Callable[[list[str]], list[int]] | None = None
         if engine == "gpu":
@@ -209,7 +299,7 @@ def _build(base: TokenCounter, engine: str, device: str, cache_dir: Path | None)
         return RecountEngine(
             base.with_text_counter(pre_tt.lengths), engine=engine, device=device, cache=cache
         )
-    raise TokenizerLoadError(f"engine {engine!r} supports Hugging Face and tiktoken counters only")
+    raise TokenizerLoadError(f"engine {engine} supports Hugging Face and tiktoken counters only")
 
 
 def _calibration_sample() -> list[str]:
@@ -235,7 +325,7 @@ def _measure(base: TokenCounter, engine: str, device: str) -> float:
     """MB/s of a fresh engine over the sample, counted twice (cold, then warm)."""
     sample = _calibration_sample()
     mb = 2 * sum(len(s.encode()) for s in sample) / 1e6
-    eng = _build(base, engine, device, None)
+    eng = _build(base, engine, device, None, fall_back=False)
     t0 = time.perf_counter()
     eng.count_batch(sample)
     eng.count_batch(sample)
@@ -259,7 +349,8 @@ def _choose(base: TokenCounter, device: str, cache_dir: Path) -> str:
             return _choices[key]
         speeds: dict[str, float] = {}
         # on the CPU, "gpu" is "cached" with slower misses (same cache, torch merges): never faster
-        for engine in ("tokenizers", "cached", "gpu") if device == "cuda" else ("tokenizers", "cached"):
+        candidates = ("tokenizers", "cached", "fast") + (("gpu",) if device == "cuda" else ())
+        for engine in candidates:
             try:
                 speeds[engine] = _measure(base, engine, device)
             except (ImportError, TokenizerLoadError) as exc:
@@ -294,10 +385,12 @@ def load_engine(
 ) -> RecountEngine:
     """A counter for ``model`` on the requested path (``None``: ``[recount]`` config, then default).
 
-    Every path gives the same counts; ``auto`` picks the fastest on this worker.  Torch is imported
-    only for ``engine="gpu"``, ``"auto"`` or ``device="auto"`` with ``gpu``.
+    Every path gives the same counts; ``auto`` picks the fastest on this worker.  A path that cannot
+    count this tokenizer exactly hands it to ``tokenizers`` (see :attr:`RecountEngine.fallback`).
+    Torch is imported only for ``engine="gpu"``, ``"auto"`` or ``device="auto"`` with ``gpu``.
     """
     section = load_config().section("recount")
+    chosen = bool(engine or section.get("engine"))
     engine = engine or str(section.get("engine", DEFAULT_ENGINE))
     device = device or str(section.get("device", DEFAULT_DEVICE))
     if engine not in ENGINES:
@@ -308,13 +401,19 @@ def load_engine(
     base = load_tokenizer(model) if isinstance(model, str) else model
     if isinstance(base, RecountEngine):
         base = base.counter
+    if engine == "fast" and not chosen:
+        from ._kitoken import installed
+
+        if not installed(base):  # the default without the fastcount extra: not a fallback
+            logger.info("recount %s: engine tokenizers ('llmtally[fastcount]' brings fast)", base.name)
+            engine = "tokenizers"
     if engine == "tokenizers":
         if device == "cuda":
             raise ConfigError("engine tokenizers runs on the CPU; use --engine gpu for --device cuda")
         return _build(base, engine, "cpu", None)
-    if engine == "cached":
+    if engine in ("cached", "fast"):
         if device == "cuda":
-            raise ConfigError("engine cached runs on the CPU; use --engine gpu for --device cuda")
+            raise ConfigError(f"engine {engine} runs on the CPU; use --engine gpu for --device cuda")
         return _build(base, engine, "cpu", directory)
     resolved = resolve_device(device)
     if engine == "auto":

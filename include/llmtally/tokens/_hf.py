@@ -5,6 +5,9 @@ Counting uses the ``tokenizers`` library directly and renders chat templates wit
 A prompt is counted as transformers' ``apply_chat_template(..., tokenize=True)`` and vLLM's chat
 endpoint count it: render the template, then encode the string with ``add_special_tokens=False``
 (special tokens written by the template, or typed by a user, parse as single tokens).
+``tokenizer.json`` is first changed as ``AutoTokenizer`` changes it for the folder's
+``tokenizer_config.json`` (the tokenizer class's own pipeline, ``legacy``, ``add_prefix_space``,
+added tokens, ``split_special_tokens``: see ``_hf_classes``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from tokenizers import Tokenizer
 
 from .._exceptions import InputError, TokenizerLoadError
 from ._base import BatchItem
+from ._completion import generated_text
+from ._hf_classes import as_transformers_loads
 from ._render_pool import RenderPool, processes, render_item
 from ._segments import SegmentCounter, segment_splitter
 from ._template import ChatTemplate
@@ -123,6 +128,7 @@ class HFCounter:
         fingerprint: str,
         template_defaults: Mapping[str, Any] | None = None,
         splitter: re.Pattern[str] | None = None,
+        loaded_as: tuple[str, ...] = (),
     ) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
@@ -134,6 +140,8 @@ class HFCounter:
         self._splitter = splitter
         self._segments = SegmentCounter(splitter, self._encode_lengths) if splitter is not None else None
         self._pool: RenderPool | None = None
+        self._end_tokens: tuple[str, ...] | None = None
+        self._loaded_as = loaded_as
 
     def __repr__(self) -> str:
         return f"HFCounter(name={self._name!r}, fingerprint={self._fingerprint!r})"
@@ -147,6 +155,12 @@ class HFCounter:
     def fingerprint(self) -> str:
         """Hash of ``tokenizer.json``, the chat templates and the special tokens."""
         return self._fingerprint
+
+    @property
+    def loaded_as(self) -> tuple[str, ...]:
+        """What transformers' ``AutoTokenizer`` changes in ``tokenizer.json`` for this folder's
+        ``tokenizer_config.json``, and the counter changed alike (see ``_hf_classes``)."""
+        return self._loaded_as
 
     @property
     def counts_stop_token(self) -> bool:
@@ -179,6 +193,7 @@ class HFCounter:
             name=self._name,
             fingerprint=self._fingerprint,
             template_defaults=self._defaults,
+            loaded_as=self._loaded_as,
         )
         twin._splitter = self._splitter
         twin._segments = SegmentCounter(self._splitter, count_pieces)
@@ -290,6 +305,39 @@ class HFCounter:
                 counts.extend(pending.result())
         return counts
 
+    @property
+    def end_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special tokens, EOS first: any of them ends a generated reply."""
+        if self._end_tokens is None:
+            eos = self._template.special_tokens.get("eos_token") if self._template is not None else None
+            special = [t.content for t in self._tok.get_added_tokens_decoder().values() if t.special]
+            self._end_tokens = tuple(dict.fromkeys([eos, *special] if eos else special))
+        return self._end_tokens
+
+    def generated_text(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        content: str | None = None,
+        reasoning: str | None = None,
+        tool_calls: Any = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **template_kwargs: Any,
+    ) -> str:
+        """The text the model generated for a reply split into ``content``, ``reasoning`` and
+        ``tool_calls``, rebuilt with the chat template (see ``_completion``); its tokens, plus the stop
+        token, are what the engine billed."""
+        return generated_text(
+            self._chat_template(),
+            messages,
+            content=content,
+            reasoning=reasoning,
+            tool_calls=tool_calls,
+            tools=tools,
+            end_tokens=self.end_tokens,
+            **{**self._defaults, **template_kwargs},
+        )
+
 
 def load_hf_folder(
     folder: str | os.PathLike[str],
@@ -313,12 +361,6 @@ def load_hf_folder(
             "(save one with transformers: AutoTokenizer.from_pretrained(...).save_pretrained(folder))"
         )
     blob = tok_file.read_bytes()
-    try:
-        text = blob.decode("utf-8")
-        tokenizer = Tokenizer.from_str(text)
-        spec = json.loads(text)
-    except Exception as exc:  # tokenizers raises plain Exception on malformed files
-        raise TokenizerLoadError(f"{tok_file} is not a valid tokenizer.json: {exc}") from exc
     cfg_file = path / "tokenizer_config.json"
     config: Mapping[str, Any] = {}
     if cfg_file.is_file():
@@ -326,16 +368,34 @@ def load_hf_folder(
         if not isinstance(data, Mapping):
             raise TokenizerLoadError(f"{cfg_file} is not a JSON object")
         config = data
+    try:
+        text = blob.decode("utf-8")
+        spec = json.loads(text)
+        # as AutoTokenizer loads it: the config's tokenizer class and flags may rebuild parts
+        view = as_transformers_loads(spec, config, text)
+        if view.changes:
+            spec = view.spec
+            text = json.dumps(spec, ensure_ascii=False)
+        tokenizer = Tokenizer.from_str(text)
+    except Exception as exc:  # tokenizers raises plain Exception on malformed files
+        raise TokenizerLoadError(f"{tok_file} is not a valid tokenizer.json: {exc}") from exc
+    if view.split_special_tokens:
+        tokenizer.encode_special_tokens = True
     templates = _chat_templates(path, config)
     specials = _special_tokens(path, config)
     digest = hashlib.sha256(blob)
     digest.update(json.dumps([sorted(templates.items()), sorted(specials.items())]).encode())
+    if view.changes:
+        digest.update(json.dumps([view.changes, view.split_special_tokens]).encode())
+        digest.update(text.encode("utf-8"))
     template = ChatTemplate(templates, specials) if templates else None
+    context_free = segment_cache and not view.split_special_tokens
     return HFCounter(
         tokenizer,
         template,
         name=name or str(path),
         fingerprint=digest.hexdigest()[:16],
         template_defaults=template_defaults,
-        splitter=segment_splitter(spec) if segment_cache else None,
+        splitter=segment_splitter(spec) if context_free else None,
+        loaded_as=tuple(view.changes),
     )

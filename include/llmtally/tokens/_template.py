@@ -6,6 +6,12 @@ with its keyword arguments and no HTML escaping, and the globals ``raise_excepti
 ``dict`` and ``namespace``.  Inputs are prepared the same way: keys whose value is ``None`` are dropped
 from messages, reasoning fields are aliased (``reasoning`` / ``thinking`` / ``reasoning_content``),
 and the tokenizer's named special tokens are passed as variables.
+
+Rendering itself goes to minijinja where it renders a template exactly as this sandbox does (see
+``_minijinja``; the ``fastcount`` extra): ``LLMTALLY_TEMPLATE_RENDERER`` (or ``renderer=``) is
+``auto`` (default: minijinja where installed, checked, and faster on the probe chats than the
+sandbox, measured at load), ``minijinja`` (where installed and checked, with a warning when a template
+stays on the sandbox) or ``sandbox``.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import jinja2.ext
@@ -26,8 +34,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .._exceptions import InputError, TemplateError
 
-__all__ = ["ChatTemplate", "prepare_messages"]
+if TYPE_CHECKING:
+    from ._minijinja import MiniJinjaTemplate
 
+__all__ = ["DEFAULT_RENDERER", "ENV_TEMPLATE_RENDERER", "RENDERERS", "ChatTemplate", "prepare_messages"]
+
+ENV_TEMPLATE_RENDERER = "LLMTALLY_TEMPLATE_RENDERER"
+"""Which engine renders chat templates: ``auto``, ``minijinja`` or ``sandbox``."""
+RENDERERS = ("auto", "minijinja", "sandbox")
+DEFAULT_RENDERER = "auto"  # minijinja where exact and faster (BENCHMARKS.md, issue 12)
+_MIN_SPEEDUP = 1.1  # "auto": minijinja must render the probe chats this much faster than the sandbox
+
+logger = logging.getLogger("llmtally.tokens")
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
@@ -114,6 +132,10 @@ def _plain(value: Any) -> Any:
         return int.__int__(value)
     if isinstance(value, float):
         return float.__float__(value)
+    if type(value) is dict:  # the usual case, without a call per string
+        return {
+            (k if type(k) is str else _plain(k)): v if type(v) is str else _plain(v) for k, v in value.items()
+        }
     if isinstance(value, Mapping):
         return {_plain(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -154,6 +176,8 @@ class ChatTemplate:
         self,
         source: str | Mapping[str, str],
         special_tokens: Mapping[str, str] | None = None,
+        *,
+        renderer: str | None = None,
     ) -> None:
         if isinstance(source, str):
             self._sources: dict[str, str] = {"default": source}
@@ -161,6 +185,10 @@ class ChatTemplate:
             self._sources = dict(source)
         self.special_tokens = dict(special_tokens or {})
         self._compiled: dict[str, jinja2.Template] = {}
+        self.renderer = renderer or os.environ.get(ENV_TEMPLATE_RENDERER, "").strip() or DEFAULT_RENDERER
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}, not {self.renderer!r}")
+        self._fast: dict[str, MiniJinjaTemplate | None] = {}
 
     @property
     def sources(self) -> Mapping[str, str]:
@@ -200,17 +228,84 @@ class ChatTemplate:
         """Render one chat to the exact prompt string the serving engine tokenizes."""
         chat = prepare_messages(messages)
         variables: dict[str, Any] = {**self.special_tokens, **_plain(template_kwargs)}
+        name = self._select(tools)
         try:
-            return self._template(self._select(tools)).render(
+            context = dict(
                 messages=chat,
                 tools=_plain(list(tools)) if tools is not None else None,
                 documents=_plain(list(documents)) if documents is not None else None,
                 add_generation_prompt=add_generation_prompt,
                 **variables,
             )
+            if name not in self._fast:
+                self._fast[name] = self._fast_template(name)
+            fast = self._fast[name]
+            if fast is not None:
+                rendered = fast.render(context)
+                if rendered is not None:
+                    return rendered
+            return self._template(name).render(context)
         except TemplateError:
             raise
         except jinja2.TemplateError as exc:
             raise TemplateError(f"chat template raised: {exc}") from exc
         except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
             raise InputError(f"chat template could not render these messages: {exc!r}") from exc
+
+    def engine(self, name: str = "default") -> str:
+        """What renders template ``name``: ``minijinja`` (checked, see ``_minijinja``) or ``sandbox``."""
+        if name not in self._fast:
+            self._fast[name] = self._fast_template(name)
+        fast = self._fast[name]
+        return "minijinja" if fast is not None and fast.disabled is None else "sandbox"
+
+    def _fast_template(self, name: str) -> MiniJinjaTemplate | None:
+        """minijinja's compiled template ``name`` once it passed its checks, else ``None``."""
+        if self.renderer == "sandbox":
+            return None
+        level = logging.WARNING if self.renderer == "minijinja" else logging.INFO
+        try:
+            from ._minijinja import PROBE_CHATS, MiniJinjaTemplate
+        except ImportError as exc:
+            logger.log(level, "chat templates render with the Jinja2 sandbox: %s", exc)
+            return None
+
+        def reference(context: dict[str, Any]) -> str:
+            return self._template(name).render(context)
+
+        try:
+            fast = MiniJinjaTemplate(
+                self._sources[name],
+                tojson=_tojson,
+                strftime_now=_strftime_now,
+                reference=reference,
+                name=name,
+            )
+        except Exception as exc:  # minijinja refuses to compile it, or it uses unchecked constructs
+            logger.log(level, "chat template %r renders with the Jinja2 sandbox: %s", name, exc)
+            return None
+        contexts = []
+        for probe in PROBE_CHATS:
+            kwargs = {**self.special_tokens, **probe.get("template_kwargs", {})}
+            tools = probe.get("tools")
+            contexts.append(
+                dict(
+                    messages=prepare_messages(probe["messages"]),
+                    tools=_plain(tools) if tools is not None else None,
+                    documents=None,
+                    add_generation_prompt=probe.get("add_generation_prompt", True),
+                    **kwargs,
+                )
+            )
+        why = fast.self_check(contexts)
+        if why is not None:
+            logger.log(level, "chat template %r renders with the Jinja2 sandbox: self-check %s", name, why)
+            return None
+        if self.renderer == "auto":
+            speedup = fast.speedup(contexts)
+            if speedup < _MIN_SPEEDUP:
+                logger.info(
+                    "chat template %r renders with the Jinja2 sandbox (minijinja %.2fx)", name, speedup
+                )
+                return None
+        return fast
