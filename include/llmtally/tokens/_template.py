@@ -47,6 +47,7 @@ _MIN_SPEEDUP = 1.1  # "auto": minijinja must render the probe chats this much fa
 
 logger = logging.getLogger("llmtally.tokens")
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+_REASONING_KEYS = frozenset(_REASONING_FIELDS)
 
 
 class _GenerationBlock(jinja2.ext.Extension):
@@ -158,13 +159,21 @@ def prepare_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
         raise InputError("messages is empty: a chat needs at least one message")
     out: list[dict[str, Any]] = []
     for i, raw in enumerate(messages):
-        msg = _plain(raw)
-        if not isinstance(msg, dict):
-            raise InputError(f"message {i} is not an object: {type(raw).__name__}")
-        msg = {k: v for k, v in msg.items() if v is not None}
-        reasoning = next((msg[k] for k in _REASONING_FIELDS if msg.get(k) is not None), None)
-        if reasoning is not None:
-            msg = {"thinking": reasoning, **msg, "reasoning_content": reasoning}
+        if (
+            type(raw) is dict
+            and all(type(v) is str for v in raw.values())
+            and all(type(k) is str for k in raw)
+        ):
+            msg = raw.copy()  # the usual message: what _plain and dropping None values give
+        else:
+            msg = _plain(raw)
+            if not isinstance(msg, dict):
+                raise InputError(f"message {i} is not an object: {type(raw).__name__}")
+            msg = {k: v for k, v in msg.items() if v is not None}
+        if not _REASONING_KEYS.isdisjoint(msg):
+            reasoning = next((msg[k] for k in _REASONING_FIELDS if msg.get(k) is not None), None)
+            if reasoning is not None:
+                msg = {"thinking": reasoning, **msg, "reasoning_content": reasoning}
         out.append(msg)
     return out
 
