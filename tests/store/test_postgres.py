@@ -123,6 +123,10 @@ def test_dsn_from_env_forms() -> None:
         "sslmode": "disable",
     }
     assert dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": "host=x dbname=y"}) == "host=x dbname=y"
+    # libpq's query parameters win over the URI's parts: the only way a URI names a socket folder
+    uri = "postgresql://u@/usage?host=%2Frun%2Fpg&port=5433"
+    params = psycopg.conninfo.conninfo_to_dict(dsn_from_env({"AIRFLOW_CONN_LLM_USAGE_DB": uri}))
+    assert params == {"host": "/run/pg", "port": "5433", "dbname": "usage", "user": "u"}
     with pytest.raises(ConfigError, match="AIRFLOW_CONN_LLM_USAGE_DB"):
         dsn_from_env({})
     with pytest.raises(ConfigError):

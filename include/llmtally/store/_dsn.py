@@ -74,12 +74,14 @@ def _from_uri(uri: str) -> str:
         port = parts.port
     except ValueError as exc:
         raise ConfigError(f"{ENV_DB_URL}: bad port") from exc
+    # libpq reads connection parameters from the query too, where they win (``?host=/run/socket``
+    # names a Unix-socket folder, the only way a URI can)
     return conninfo(
-        host=unquote(parts.hostname or "") or None,
-        port=port,
-        dbname=unquote(parts.path.lstrip("/")) or None,
-        user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        host=extra.pop("host", None) or unquote(parts.hostname or "") or None,
+        port=extra.pop("port", None) or port,
+        dbname=extra.pop("dbname", None) or unquote(parts.path.lstrip("/")) or None,
+        user=extra.pop("user", None) or (unquote(parts.username) if parts.username else None),
+        password=extra.pop("password", None) or (unquote(parts.password) if parts.password else None),
         extra=extra,
     )
 
