@@ -13,6 +13,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
+from llmtally._dag_params import DAILY_PARAMS
 from llmtally._time import report_timezone
 
 # The report time zone: LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai, the same function the
@@ -33,22 +34,7 @@ CATCHUP = os.environ.get("LLMTALLY_CATCHUP", "true").lower() in ("1", "true", "y
     dagrun_timeout=timedelta(hours=6),
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=2)},
     tags=["llmtally"],
-    params={
-        "day": Param(None, type=["null", "string"], format="date", description="Day to process (YYYY-MM-DD)"),
-        "sources": Param(
-            None, type=["null", "array"], description="Log folders or globs (default: Variable)"
-        ),
-        "recipients": Param(
-            None, type=["null", "array"], description="Report recipients (default: Variable)"
-        ),
-        "lang": Param(None, type=["null", "string"], enum=[None, "zh", "en"], description="Report language"),
-        "dry_run": Param(False, type="boolean", description="Compute and report in the log only"),
-        "force": Param(
-            False,
-            type="boolean",
-            description="Replace the day even if this run found fewer records or files than it holds",
-        ),
-    },
+    params={name: Param(**spec) for name, spec in DAILY_PARAMS.items()},  # titles, help: _dag_params
     doc_md=__doc__,
 )
 def llm_usage_daily() -> None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from llmtally._dag_params import MAINTENANCE_PARAMS
 from llmtally._time import report_timezone
 
 TZ = report_timezone()  # LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai
@@ -27,7 +28,7 @@ TZ = report_timezone()  # LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai
         "execution_timeout": timedelta(hours=1),
     },
     tags=["llmtally"],
-    params={"dry_run": Param(False, type="boolean", description="Report what would be deleted")},
+    params={name: Param(**spec) for name, spec in MAINTENANCE_PARAMS.items()},  # see _dag_params
     doc_md=__doc__,
 )
 def llm_usage_maintenance() -> None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from llmtally._dag_params import REPORT_PARAMS
 from llmtally._time import report_timezone
 
 TZ = report_timezone()  # LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai
@@ -22,11 +23,7 @@ TZ = report_timezone()  # LLMTALLY_TIMEZONE > llmtally.toml > Asia/Shanghai
     start_date=pendulum.datetime(2026, 1, 1, tz=TZ),
     catchup=False,
     tags=["llmtally"],
-    params={
-        "day": Param(None, type=["null", "string"], format="date", description="Day to report (YYYY-MM-DD)"),
-        "recipients": Param(None, type=["null", "array"], description="Recipients (default: Variable)"),
-        "lang": Param(None, type=["null", "string"], enum=[None, "zh", "en"], description="Report language"),
-    },
+    params={name: Param(**spec) for name, spec in REPORT_PARAMS.items()},  # titles, help: _dag_params
     doc_md=__doc__,
 )
 def llm_usage_report() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ENV_LOG_MAX_QUEUE",
     "ENV_LOG_ON_FULL",
     "ENV_LOG_TEXT",
+    "ENV_REPORT_CURRENCY",
     "ENV_REPORT_DIR",
     "ENV_REPORT_FROM",
     "ENV_REPORT_LANG",
@@ -53,6 +54,9 @@ ENV_SERVICE = "LLMTALLY_SERVICE"
 """Service name recorded by the logger (default: the program name)."""
 ENV_REPORT_DIR = "LLMTALLY_REPORT_DIR"
 """Directory reports are written into."""
+ENV_REPORT_CURRENCY = "LLMTALLY_REPORT_CURRENCY"
+"""Currency reports total costs in, e.g. ``CNY`` (default: ``[currency] report`` in llmtally.toml,
+else CNY); rates come from ``[[currency.rates]]`` (see :mod:`llmtally.pricing`)."""
 ENV_REPORT_LANG = "LLMTALLY_REPORT_LANG"
 """Language of the daily report, ``zh`` or ``en`` (default: ``[report] lang`` in llmtally.toml, else zh)."""
 ENV_REPORT_FROM = "LLMTALLY_REPORT_FROM"

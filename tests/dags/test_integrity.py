@@ -63,3 +63,34 @@ def test_maintenance_and_resend_dags() -> None:
     assert type(resend.timetable).__name__ == "NullTimetable"  # manual only
     assert set(resend.params.keys()) == {"day", "recipients", "lang"}
     assert resend.get_task("send_report").retries == 3
+
+
+def test_every_param_speaks_the_users_language() -> None:
+    """The trigger form shows a title and a help text for every field, with an example wherever
+    the field is typed in (not a tick box or a drop-down), and the form survives serialization
+    (what the UI reads)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    bag = DagBag(str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"llm_usage_daily", "llm_usage_report", "llm_usage_maintenance"}
+    for dag_id, dag in bag.dags.items():
+        params = DagSerialization.to_dict(dag)["dag"]["params"]
+        assert {name for name, _ in params} == set(dag.params.keys()), dag_id
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            schema = param.schema
+            where = f"{dag_id}.{name}"
+            title = schema.get("title", "")
+            help_text = param.description or schema.get("description_md", "")
+            assert " " in title and title != name, f"{where}: a title in words, not the bare name"
+            assert len(help_text) >= 60, f"{where}: say what it does and what empty means"
+            if schema.get("type") != "boolean" and "enum" not in schema:
+                assert schema.get("examples") or "e.g." in help_text, f"{where}: give an example"
+            for example in schema.get("examples", []):
+                param.resolve(example)  # an example the form proposes is a valid value
+        serialized = {name: p["schema"]["__var"] for name, p in params}
+        assert all(s["title"] == dag.params.get_param(n).schema["title"] for n, s in serialized.items())
+    lang = bag.dags["llm_usage_daily"].params.get_param("lang").schema
+    assert set(lang["values_display"]) == set(lang["enum"])  # every choice has a label

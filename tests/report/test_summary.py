@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
-from llmtally.report import make_report
+from llmtally.pricing import ExchangeRate, ExchangeRates
+from llmtally.report import ReportSettings, make_report
 from tests.report import gen
 from tests.report.gen import DAY, Row, on
+
+# USD→CNY changes inside the last 7 days, so each day must use its own rate
+USD_CNY = ((date(2026, 11, 1), Decimal("7.0")), (date(2026, 11, 24), Decimal("7.2")))
+FX = ExchangeRates("CNY", tuple(ExchangeRate(d, "USD", "CNY", r) for d, r in USD_CNY))
 
 
 def pct(cur: int, prev: int) -> float | None:
@@ -24,6 +29,18 @@ def money(rows: list[Row]) -> dict[str, float]:
         if r.cost is not None and r.currency:
             acc[r.currency] += r.cost
     return {c: float(round(acc[c], 6)) for c in sorted(acc)}
+
+
+def usd_cny(day: date) -> Decimal:
+    return max((d, r) for d, r in USD_CNY if d <= day)[1]
+
+
+def cny(rows: list[Row]) -> Decimal:
+    """The rows' cost in CNY, each row at the USD rate of its own day (recomputed independently)."""
+    return sum(
+        (r.cost * (usd_cny(r.day) if r.currency == "USD" else 1) for r in rows if r.cost is not None),
+        Decimal(0),
+    )
 
 
 def tokens(rows: list[Row]) -> int:
@@ -40,6 +57,16 @@ def top(rows: list[Row], attr: str, total: int) -> list[dict[str, Any]]:
             "name": k,
             "total_tokens": tokens(groups[k]),
             "cost": money(groups[k]),
+            "converted_cost": {
+                "currency": "CNY",
+                "amount": float(round(cny(groups[k]), 6)) if money(groups[k]) else None,
+                "complete": True,
+                "parts": money(groups[k]),
+                "unconverted": {},
+                "rates": [{"from": "USD", "to": "CNY", "rate": 7.2, "date": "2026-11-24"}]
+                if "USD" in money(groups[k])
+                else [],
+            },
             "share": round(tokens(groups[k]) / total, 4),
         }
         for k in ranked
@@ -51,7 +78,8 @@ def summary(request: pytest.FixtureRequest, steady_schema: str, pg_dsn: str) -> 
     mp = pytest.MonkeyPatch()
     request.addfinalizer(mp.undo)
     mp.setenv("LLMTALLY_DB_SCHEMA", steady_schema)
-    return dict(make_report(pg_dsn, DAY, lang="en", timezone=gen.TZ).summary)
+    settings = ReportSettings(lang="en", fx=FX)
+    return dict(make_report(pg_dsn, DAY, timezone=gen.TZ, settings=settings).summary)
 
 
 def test_totals_equal_recomputation(summary: dict[str, Any], steady_data: gen.Dataset) -> None:
@@ -75,13 +103,40 @@ def test_changes_equal_recomputation(summary: dict[str, Any], steady_data: gen.D
     week = tokens(on(steady_data.rows, DAY - timedelta(days=7)))
     last7 = sum(tokens(on(steady_data.rows, DAY - timedelta(days=i))) for i in range(7))
     prev7 = sum(tokens(on(steady_data.rows, DAY - timedelta(days=i))) for i in range(7, 14))
-    assert summary["previous_day"] == {"total_tokens": prev, "change_pct": pct(t, prev)}
-    assert summary["same_day_last_week"] == {"total_tokens": week, "change_pct": pct(t, week)}
-    assert summary["last_7_days"] == {
-        "total_tokens": last7,
-        "previous_total_tokens": prev7,
-        "change_pct": pct(last7, prev7),
-    }
+    assert summary["previous_day"].items() >= {"total_tokens": prev, "change_pct": pct(t, prev)}.items()
+    assert summary["same_day_last_week"].items() >= {"total_tokens": week, "change_pct": pct(t, week)}.items()
+    want = {"total_tokens": last7, "previous_total_tokens": prev7, "change_pct": pct(last7, prev7)}
+    assert summary["last_7_days"].items() >= want.items()
+
+
+def test_costs_in_the_reporting_currency(summary: dict[str, Any], steady_data: gen.Dataset) -> None:
+    """One CNY number per day, each day at the USD rate in force on it, with the parts beside it."""
+    rows = steady_data.rows
+
+    def span(end: date, days: int) -> list[Row]:
+        return [r for i in range(days) for r in on(rows, end - timedelta(days=i))]
+
+    def close(got: float | None, want: Decimal) -> bool:
+        return got is not None and abs(Decimal(str(got)) - want) < Decimal("0.000001")
+
+    today = on(rows, DAY)
+    cc = summary["converted_cost"]
+    assert summary["report_currency"] == "CNY" and cc["currency"] == "CNY" and cc["complete"]
+    assert cc["parts"] == summary["cost"] and set(cc["parts"]) == {"CNY", "USD"}
+    assert close(cc["amount"], cny(today))
+    assert cc["amount"] != round(summary["cost"]["CNY"] + summary["cost"]["USD"] * 7.0, 6)  # not the old rate
+    assert cc["rates"] == [{"from": "USD", "to": "CNY", "rate": 7.2, "date": "2026-11-24"}]
+    prev = summary["previous_day"]["converted_cost"]
+    assert close(prev["amount"], cny(on(rows, DAY - timedelta(days=1))))
+    week = summary["same_day_last_week"]["converted_cost"]  # 19 November: the 7.0 rate
+    assert close(week["amount"], cny(on(rows, DAY - timedelta(days=7))))
+    assert week["rates"] == [{"from": "USD", "to": "CNY", "rate": 7.0, "date": "2026-11-01"}]
+    last7 = summary["last_7_days"]
+    assert close(last7["converted_cost"]["amount"], cny(span(DAY, 7)))  # both rates in this span
+    assert len(last7["converted_cost"]["rates"]) == 2
+    assert close(last7["previous_converted_cost"]["amount"], cny(span(DAY - timedelta(days=7), 7)))
+    now, before = cny(span(DAY, 7)), cny(span(DAY - timedelta(days=7), 7))
+    assert last7["cost_change_pct"] == round(float((now - before) * 100 / before), 2)
 
 
 def test_top_and_hourly_equal_recomputation(summary: dict[str, Any], steady_data: gen.Dataset) -> None:
@@ -155,13 +210,10 @@ def test_day_and_week_boundaries_in_shanghai(pg_dsn: str, use_schema: Any) -> No
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
     assert s["total_tokens"] == 6_000
-    assert s["previous_day"] == {"total_tokens": 1_000, "change_pct": 500.0}
-    assert s["same_day_last_week"] == {"total_tokens": 32_000, "change_pct": -81.25}
-    assert s["last_7_days"] == {
-        "total_tokens": 71_000,
-        "previous_total_tokens": 176_000,
-        "change_pct": -59.66,
-    }
+    assert s["previous_day"].items() >= {"total_tokens": 1_000, "change_pct": 500.0}.items()
+    assert s["same_day_last_week"].items() >= {"total_tokens": 32_000, "change_pct": -81.25}.items()
+    want = {"total_tokens": 71_000, "previous_total_tokens": 176_000, "change_pct": -59.66}
+    assert s["last_7_days"].items() >= want.items()
     assert s["hourly"][0]["total_tokens"] == 2_000 and s["hourly"][23]["total_tokens"] == 4_000
     assert s["anomalies"] == []
 

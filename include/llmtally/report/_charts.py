@@ -1,20 +1,27 @@
 """The report's charts as PNG bytes (matplotlib, Agg backend, CJK-capable fonts).
 
 Chinese labels need a CJK font: on Debian ``apt-get install fonts-noto-cjk`` ("Noto Sans CJK SC").
-:func:`cjk_font` finds one among the fonts matplotlib knows; without one, charts fall back to English
-labels so no tofu boxes appear (names containing CJK characters would still lack glyphs, and a
-warning is logged once).
+:func:`cjk_font` finds one among the fonts matplotlib knows and, when matplotlib's font cache was
+built before the font was installed, among the system's font files (fontconfig's ``fc-list
+:lang=zh``, else matplotlib's own scan), which it adds to matplotlib and to its cache.  Without any,
+charts fall back to English labels so no tofu boxes appear (names containing CJK characters would
+still lack glyphs, and a warning is logged once).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import re
+import shutil
+import subprocess
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 __all__ = ["CJK_FONTS", "chart_labels", "cjk_font", "render_charts"]
@@ -42,16 +49,92 @@ _COLORS = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#9
 _lock = threading.Lock()  # rcParams are global: charts are drawn one at a time
 
 
-@cache
-def cjk_font() -> str | None:
-    """The first installed family of :data:`CJK_FONTS` (else any family named "CJK"), or None."""
-    from matplotlib import font_manager
+# File names of CJK fonts, for finding them without fontconfig.
+_CJK_FILE = re.compile(
+    r"cjk|sourcehan|wqy|wenquanyi|droidsansfallback|uming|ukai|msyh|yahei|pingfang|simhei|simsun|"
+    r"notosans(sc|tc|hk|jp|kr)|notoserif(sc|tc|hk|jp|kr)",
+    re.IGNORECASE,
+)
 
-    names = {f.name for f in font_manager.fontManager.ttflist}
+
+def _known_cjk(names: set[str]) -> str | None:
     for name in CJK_FONTS:
         if name in names:
             return name
     return next((n for n in sorted(names) if "CJK" in n), None)
+
+
+def _cjk_font_files() -> list[str]:
+    """CJK-capable font files on this machine: fontconfig's answer for Chinese, else the files of
+    matplotlib's system font scan whose names say CJK."""
+    fc = shutil.which("fc-list")
+    if fc:
+        try:
+            out = subprocess.run(
+                [fc, "--format", "%{file}\n", ":lang=zh"], capture_output=True, text=True, timeout=20
+            )
+        except (OSError, subprocess.SubprocessError):
+            out = None
+        if out is not None and out.returncode == 0:
+            files = sorted({line.strip() for line in out.stdout.splitlines() if line.strip()})
+            return [f for f in files if Path(f).suffix.lower() in (".ttf", ".otf", ".ttc")]
+    from matplotlib import font_manager
+
+    return sorted(f for f in font_manager.findSystemFonts() if _CJK_FILE.search(Path(f).name))
+
+
+def _add_installed_cjk_fonts() -> list[str]:
+    """Add CJK font files matplotlib's (stale) font cache does not list; save the cache again."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    known = {f.fname for f in manager.ttflist}
+    added = []
+    for path in _cjk_font_files():
+        if path in known:
+            continue
+        try:
+            manager.addfont(path)
+        except (OSError, RuntimeError, ValueError) as exc:  # a broken or unreadable font file
+            log.debug("cannot add font %s: %s", path, exc)
+            continue
+        added.append(path)
+    if added:
+        import matplotlib
+
+        cache_file = Path(matplotlib.get_cachedir(), f"fontlist-v{manager.__version__}.json")
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        try:  # what matplotlib writes when it builds the cache; replaced whole, never half-written
+            font_manager.json_dump(manager, tmp)
+            tmp.replace(cache_file)
+        except (OSError, TypeError, ValueError) as exc:
+            tmp.unlink(missing_ok=True)
+            log.debug("cannot update matplotlib's font cache %s: %s", cache_file, exc)
+        log.info(
+            "matplotlib's font cache predates %d installed CJK font file(s); added them: %s",
+            len(added),
+            ", ".join(added),
+        )
+    return added
+
+
+_font_lock = threading.Lock()
+
+
+@cache
+def cjk_font() -> str | None:
+    """The first installed family of :data:`CJK_FONTS` (else any family named "CJK"), or None.
+
+    Looks among the fonts matplotlib knows first; when none is CJK (a font cache built before the
+    font was installed), adds the system's CJK font files to matplotlib and looks again.
+    """
+    from matplotlib import font_manager
+
+    with _font_lock:
+        found = _known_cjk({f.name for f in font_manager.fontManager.ttflist})
+        if found is None and _add_installed_cjk_fonts():
+            found = _known_cjk({f.name for f in font_manager.fontManager.ttflist})
+    return found
 
 
 _LABELS = {

@@ -7,17 +7,18 @@ Pure functions over plain data: no database, no rendering.  Rounding rules (docu
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ..pricing import ExchangeRates
 from ..store._rows import OUTCOMES, SOURCES
 from ._anomalies import Thresholds, detect_anomalies
 from ._compare import detect_model_changes
 from ._data import DailyUsage, OutcomeUsage, ReportData
 
-__all__ = ["SCHEMA_VERSION", "change_pct", "money", "summarize"]
+__all__ = ["SCHEMA_VERSION", "change_pct", "cost_parts", "money", "summarize"]
 
 SCHEMA_VERSION = 1
 DIMENSIONS = ("feature", "model", "user", "service")
@@ -67,17 +68,38 @@ def day_totals(rows: Iterable[DailyUsage]) -> dict[str, Any]:
     }
 
 
-def _top(groups: Mapping[str, tuple[int, dict[str, Decimal]]], total: int, n: int) -> list[dict[str, Any]]:
+def cost_parts(rows: Iterable[DailyUsage]) -> dict[str, Decimal]:
+    """Exact cost per currency summed over ``rows`` (unpriced rows left out)."""
+    cost: dict[str, Decimal] = {}
+    for r in rows:
+        _add_cost(cost, r.currency, r.cost)
+    return cost
+
+
+Convert = Callable[[Mapping[str, Decimal]], dict[str, Any]]
+
+
+def _top(
+    groups: Mapping[str, tuple[int, dict[str, Decimal]]], total: int, n: int, convert: Convert
+) -> list[dict[str, Any]]:
     ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
     return [
         {
             "name": name,
             "total_tokens": tokens,
             "cost": money(dict(cost)),
+            "converted_cost": convert(cost),
             "share": round(tokens / total, 4) if total else 0.0,
         }
         for name, (tokens, cost) in ranked
     ]
+
+
+def _cost_change(current: Mapping[str, Any], previous: Mapping[str, Any]) -> float | None:
+    """Change of the converted cost in %; ``None`` when a side has unconverted parts or no base."""
+    if not (current["complete"] and previous["complete"]):
+        return None
+    return change_pct(current["amount"] or 0.0, previous["amount"] or 0.0)
 
 
 def _group(
@@ -226,19 +248,38 @@ def _tokenizer_changes(
     return changes
 
 
-def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | None = None) -> dict[str, Any]:
-    """The report's summary for ``data.day``: the JSON contract of ``docs/report-json.md``."""
+def summarize(
+    data: ReportData,
+    *,
+    top_n: int = 10,
+    thresholds: Thresholds | None = None,
+    fx: ExchangeRates | None = None,
+) -> dict[str, Any]:
+    """The report's summary for ``data.day``: the JSON contract of ``docs/report-json.md``.
+
+    Costs are given per currency (``cost``) and converted into ``fx``'s reporting currency
+    (``converted_cost``), each day at the rate in force on it; default: CNY without rates.
+    """
     day = data.day
+    rates = fx or ExchangeRates()
     by_day: dict[date, list[DailyUsage]] = defaultdict(list)
     for r in data.daily:
         by_day[r.day].append(r)
     tokens_on = {d: sum(r.total_tokens for r in rows) for d, rows in by_day.items()}
+    cost_on = {d: cost_parts(rows) for d, rows in by_day.items()}
 
     def tok(d: date) -> int:
         return tokens_on.get(d, 0)
 
     def span(end: date, days: int) -> int:
         return sum(tok(end - timedelta(days=i)) for i in range(days))
+
+    def converted(end: date, days: int = 1) -> dict[str, Any]:
+        span_days = (end - timedelta(days=i) for i in range(days))
+        return rates.convert_days({d: cost_on.get(d, {}) for d in span_days}).as_dict()
+
+    def convert(cost: Mapping[str, Decimal]) -> dict[str, Any]:
+        return rates.convert(cost, day).as_dict()
 
     today = day_totals(by_day.get(day, ()))
     total = today["total_tokens"]
@@ -247,11 +288,17 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
     rows = by_day.get(day, [])
     users = [u for u in data.users if u.day == day]
     top = {
-        "feature": _top(_group((r.feature, r.total_tokens, r.currency, r.cost) for r in rows), total, top_n),
-        "model": _top(_group((r.model, r.total_tokens, r.currency, r.cost) for r in rows), total, top_n),
-        "user": _top(_group((u.user_id, u.total_tokens, u.currency, u.cost) for u in users), total, top_n),
-        "service": _top(_group((r.service, r.total_tokens, r.currency, r.cost) for r in rows), total, top_n),
+        dim: _top(_group(items), total, top_n, convert)
+        for dim, items in (
+            ("feature", ((r.feature, r.total_tokens, r.currency, r.cost) for r in rows)),
+            ("model", ((r.model, r.total_tokens, r.currency, r.cost) for r in rows)),
+            ("user", ((u.user_id, u.total_tokens, u.currency, u.cost) for u in users)),
+            ("service", ((r.service, r.total_tokens, r.currency, r.cost) for r in rows)),
+        )
     }
+    cost_today = converted(day)
+    cost_prev, cost_week = converted(day - timedelta(days=1)), converted(day - timedelta(days=7))
+    cost_last7, cost_prev7 = converted(day, 7), converted(day - timedelta(days=7), 7)
     hours: dict[int, list[int]] = {h: [0, 0, 0] for h in range(24)}
     for h in data.hourly:
         if h.local_day == day:
@@ -265,12 +312,27 @@ def summarize(data: ReportData, *, top_n: int = 10, thresholds: Thresholds | Non
         "day": day.isoformat(),
         "timezone": data.timezone,
         **today,
-        "previous_day": {"total_tokens": prev, "change_pct": change_pct(total, prev)},
-        "same_day_last_week": {"total_tokens": week, "change_pct": change_pct(total, week)},
+        "report_currency": rates.report,
+        "converted_cost": cost_today,
+        "previous_day": {
+            "total_tokens": prev,
+            "change_pct": change_pct(total, prev),
+            "converted_cost": cost_prev,
+            "cost_change_pct": _cost_change(cost_today, cost_prev),
+        },
+        "same_day_last_week": {
+            "total_tokens": week,
+            "change_pct": change_pct(total, week),
+            "converted_cost": cost_week,
+            "cost_change_pct": _cost_change(cost_today, cost_week),
+        },
         "last_7_days": {
             "total_tokens": last7,
             "previous_total_tokens": prev7,
             "change_pct": change_pct(last7, prev7),
+            "converted_cost": cost_last7,
+            "previous_converted_cost": cost_prev7,
+            "cost_change_pct": _cost_change(cost_last7, cost_prev7),
         },
         "top": top,
         "hourly": [

@@ -8,12 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .._exceptions import ConfigError
+from ..pricing import format_money
 
 __all__ = ["LANGS", "Formatter", "messages"]
 
 LANGS = ("zh", "en")
 
-_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "JP¥", "HKD": "HK$"}
 _WEEKDAYS = {
     "zh": ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日"),
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
@@ -37,6 +37,16 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "total_tokens": "Total tokens",
         "cost": "Cost",
         "unpriced": "{n} requests had no price (unknown model): not in the cost",
+        "cost_parts": "from {parts}",
+        "rate": "1 {base} = {rate} {quote} (rate of {day})",
+        "not_converted": "not converted",
+        "unconverted": (
+            "{amount} not converted into {quote}: no {base}→{quote} exchange rate in force on {day} "
+            "(add a [[currency.rates]] entry to llmtally.toml)"
+        ),
+        "cost_vs_previous_day": "Cost vs previous day",
+        "cost_vs_same_day_last_week": "Cost vs same weekday last week",
+        "cost_last_7_days": "Cost, last 7 days vs the 7 before",
         "changes": "Changes",
         "vs_previous_day": "vs previous day",
         "vs_same_day_last_week": "vs same weekday last week",
@@ -147,6 +157,16 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "total_tokens": "总 Tokens",
         "cost": "费用",
         "unpriced": "{n} 次请求无价格（未知模型），未计入费用",
+        "cost_parts": "由 {parts} 折算",
+        "rate": "1 {base} = {rate} {quote}（{day} 汇率）",
+        "not_converted": "未折算",
+        "unconverted": (
+            "{amount} 未折算为 {quote}：{day} 没有生效的 {base}→{quote} 汇率"
+            "（请在 llmtally.toml 中添加 [[currency.rates]]）"
+        ),
+        "cost_vs_previous_day": "费用较前一日",
+        "cost_vs_same_day_last_week": "费用较上周同日",
+        "cost_last_7_days": "近 7 日费用较前 7 日",
         "changes": "变化",
         "vs_previous_day": "较前一日",
         "vs_same_day_last_week": "较上周同日",
@@ -291,12 +311,46 @@ class Formatter:
         """``¥1,234.57 · $12.35``; ``n/a`` when nothing was priced."""
         if not amounts:
             return self.msg["na"]
-        parts = []
-        for currency, amount in amounts.items():
-            digits = 4 if 0 < abs(amount) < 0.01 else 2
-            sym = _SYMBOLS.get(currency)
-            parts.append(f"{sym}{amount:,.{digits}f}" if sym else f"{amount:,.{digits}f} {currency}")
-        return " · ".join(parts)
+        return " · ".join(format_money(amount, currency) for currency, amount in amounts.items())
+
+    def converted(self, c: Mapping[str, Any]) -> str:
+        """A ``converted_cost`` as one number, ``¥1,234.56``; parts without a rate are added after
+        it in their own currency and marked, ``¥1,000.00 + €3.20 not converted``; ``n/a`` unpriced."""
+        main = format_money(c["amount"], c["currency"]) if c["amount"] is not None else None
+        rest = self.money(c["unconverted"]) if c["unconverted"] else None
+        if rest is None:
+            return main or self.msg["na"]
+        rest = f"{rest} {self.msg['not_converted']}"
+        return f"{main} + {rest}" if main else rest
+
+    def parts(self, c: Mapping[str, Any]) -> str:
+        """``from ¥1,000.00 · $32.89``: the per-currency parts of a ``converted_cost``; empty when
+        it holds the reporting currency only (nothing was converted)."""
+        if not c["parts"] or set(c["parts"]) == {c["currency"]}:
+            return ""
+        return self.msg["cost_parts"].format(parts=self.money(c["parts"]))
+
+    def rates(self, c: Mapping[str, Any]) -> str:
+        """``1 USD = 7.1 CNY (rate of 2026-11-01)``: the exchange rates a ``converted_cost`` used."""
+        return "; ".join(
+            self.msg["rate"].format(base=r["from"], quote=r["to"], rate=f"{r['rate']:.6g}", day=r["date"])
+            for r in c["rates"]
+        )
+
+    def cost_line(self, c: Mapping[str, Any]) -> str:
+        """The converted total, then its parts and rates in brackets (the text email's cost line)."""
+        extra = "; ".join(x for x in (self.parts(c), self.rates(c)) if x)
+        return f"{self.converted(c)} ({extra})" if extra else self.converted(c)
+
+    def unconverted(self, c: Mapping[str, Any], day: date | str) -> list[str]:
+        """One sentence per part that has no exchange rate on ``day``, saying what to add."""
+        on = day.isoformat() if isinstance(day, date) else day
+        return [
+            self.msg["unconverted"].format(
+                amount=format_money(amount, currency), base=currency, quote=c["currency"], day=on
+            )
+            for currency, amount in c["unconverted"].items()
+        ]
 
     def day(self, d: date | str) -> str:
         """``2026年11月26日 星期四`` / ``Thursday 26 November 2026``."""

@@ -18,6 +18,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from ..pricing import ExchangeRates
 from ._anomalies import Thresholds
 from ._charts import render_charts
 from ._compute import money, summarize
@@ -96,22 +97,33 @@ def _headline(summary: Mapping[str, Any], fmt: Formatter) -> str:
     )
 
 
-def _chart_inputs(data: ReportData) -> tuple[dict[str, list[int]], dict[str, dict[str, float]]]:
+def _chart_inputs(
+    data: ReportData, fx: ExchangeRates
+) -> tuple[dict[str, list[int]], dict[str, dict[str, float]]]:
+    """The trend per feature, and each model's cost of the day in the reporting currency (a part
+    without a rate keeps its own currency, so no bar is silently dropped or mixed)."""
     start = data.day - timedelta(days=27)
     per: dict[str, list[int]] = defaultdict(lambda: [0] * 28)
-    cost: dict[str, dict[str | None, Decimal | None]] = defaultdict(dict)
+    cost: dict[str, dict[str, Decimal]] = defaultdict(dict)
     for r in data.daily:
         if r.day >= start:
             per[r.feature][(r.day - start).days] += r.total_tokens
-        if r.day == data.day and r.cost is not None:
+        if r.day == data.day and r.cost is not None and r.currency:
             slot = cost[r.model]
-            slot[r.currency] = (slot.get(r.currency) or Decimal(0)) + r.cost
+            slot[r.currency] = slot.get(r.currency, Decimal(0)) + r.cost
     ranked = sorted(per, key=lambda f: (-sum(per[f]), f))
     trend = {f: per[f] for f in ranked[:_TREND_FEATURES]}
     rest = ranked[_TREND_FEATURES:]
     if rest:
         trend["\0other"] = [sum(per[f][i] for f in rest) for i in range(28)]
-    return trend, {m: money(c) for m, c in sorted(cost.items())}
+    by_model: dict[str, dict[str, float]] = {}
+    for model, parts in sorted(cost.items()):
+        c = fx.convert(parts, data.day)
+        amounts: dict[str, Decimal | None] = {**c.unconverted}
+        if c.priced:
+            amounts[c.currency] = c.amount
+        by_model[model] = money(amounts)
+    return trend, by_model
 
 
 def _loss_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
@@ -127,12 +139,19 @@ def _fold_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
 
 
 def build_report(
-    data: ReportData, *, lang: str = "zh", top_n: int = 10, thresholds: Thresholds | None = None
+    data: ReportData,
+    *,
+    lang: str = "zh",
+    top_n: int = 10,
+    thresholds: Thresholds | None = None,
+    fx: ExchangeRates | None = None,
 ) -> Report:
-    """Compute, chart and render the report of ``data.day`` in ``lang``."""
+    """Compute, chart and render the report of ``data.day`` in ``lang``; costs converted with ``fx``
+    (default: CNY without rates, so other currencies show as unconverted parts)."""
+    rates = fx or ExchangeRates()
     fmt = Formatter(lang, data.timezone)
-    summary = summarize(data, top_n=top_n, thresholds=thresholds)
-    trend, cost_by_model = _chart_inputs(data)
+    summary = summarize(data, top_n=top_n, thresholds=thresholds, fx=rates)
+    trend, cost_by_model = _chart_inputs(data, rates)
     charts = render_charts(summary, trend, cost_by_model, lang)
     cid = {k: f"cid:{v}" for k, v in CHART_IDS.items()}
     inline = {k: "data:image/png;base64," + base64.b64encode(v).decode("ascii") for k, v in charts.items()}
@@ -145,7 +164,8 @@ def build_report(
     text = "\n".join(
         [
             headline,
-            f"{fmt.msg['cost']}: {fmt.money(summary['cost'])}",
+            f"{fmt.msg['cost']}: {fmt.cost_line(summary['converted_cost'])}",
+            *(f"- {line}" for line in fmt.unconverted(summary["converted_cost"], summary["day"])),
             fmt.msg["timezone"].format(tz=fmt.tz(summary["day"])),
             f"{fmt.msg['anomalies']}: {len(summary['anomalies'])}",
             *_loss_lines(summary, fmt),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .._config import ENV_REPORT_DIR, ENV_REPORT_LANG, Config, load_config
 from .._exceptions import ConfigError
+from ..pricing import ExchangeRates, load_exchange_rates
 from ._anomalies import Thresholds
 from ._data import fetch_report_data, report_store
 from ._i18n import LANGS
@@ -40,16 +41,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """``[report]`` in llmtally.toml: ``lang``, ``top``, ``dir`` and ``[report.anomalies]`` thresholds."""
+    """``[report]`` in llmtally.toml: ``lang``, ``top``, ``dir`` and ``[report.anomalies]`` thresholds;
+    ``[currency]``: the reporting currency and exchange rates."""
 
     lang: str = "zh"
     top_n: int = 10
     report_dir: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    fx: ExchangeRates = field(default_factory=ExchangeRates)
 
     @classmethod
     def from_config(cls, config: Config | None = None) -> ReportSettings:
-        """Settings: environment (``LLMTALLY_REPORT_LANG``, ``LLMTALLY_REPORT_DIR``) > file > defaults."""
+        """Settings: environment (``LLMTALLY_REPORT_LANG``, ``LLMTALLY_REPORT_DIR``,
+        ``LLMTALLY_REPORT_CURRENCY``) > file > defaults."""
         cfg = config or load_config()
         table = dict(cfg.section("report"))
         anomalies = table.pop("anomalies", {})
@@ -64,6 +68,7 @@ class ReportSettings:
             top_n=top,
             report_dir=os.environ.get(ENV_REPORT_DIR) or table.get("dir"),
             thresholds=Thresholds.from_mapping(anomalies),
+            fx=load_exchange_rates(cfg),
         )
 
 
@@ -102,7 +107,7 @@ def make_report(
         th.outcome_baseline_days + 1,
     )
     data = fetch_report_data(source, day, tz, history_days=history, user_days=th.user_baseline_days + 1)
-    return build_report(data, lang=lang or cfg.lang, top_n=cfg.top_n, thresholds=th)
+    return build_report(data, lang=lang or cfg.lang, top_n=cfg.top_n, thresholds=th, fx=cfg.fx)
 
 
 def write_report(report: Report, report_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
