@@ -1,4 +1,5 @@
-"""Daily report generation time over a year of hourly aggregates (charts included).
+"""Daily report generation time over a year of hourly aggregates (charts included), and the usage
+page (the Airflow plugin's) over the same rows in the same run.
 
     python bench/bench_report.py [--days 365] [--combos 60] [--runs 7] [--dsn "host=127.0.0.1 user=postgres dbname=test"]
 
@@ -10,6 +11,13 @@ a fresh process (imports, font lookup) and the median of ``runs`` warm runs, wit
 breakdown.  Baseline in the same run: the same rows summed client-side by a naive
 ``SELECT * ... WHERE day = D`` + Python loop (what a report without aggregated SQL would do).
 Target: under 2 s.  The database is dropped at the end.
+
+The page: ``GET /llmtally/`` of :func:`llmtally.web.create_app` over a :class:`PostgresStore` of the
+same database, through FastAPI's test client (in process: server time, no network), for the
+default range (29 days) and for the whole year (365 days), warm median of ``runs`` with the read
+(the store's queries and anomalies) and the render (tables, SVG charts, HTML) split out.  Target:
+the year in under 1 s.  The store also gets one quality row per day and reconciliation rows, so
+the page's data-quality and reconciliation sections have a year to read too.
 """
 
 from __future__ import annotations
@@ -42,7 +50,13 @@ SERVICES = ["cs-bot", "writer", "search", "ide"]
 def generate(dsn: str, schema: str, days: int, combos: int) -> int:
     from llmtally.store import PostgresStore
 
-    PostgresStore(dsn, schema=schema).close()
+    store = PostgresStore(dsn, schema=schema)
+    # the monthly partitions a real load creates (rows would otherwise all land in the default one)
+    zone = ZoneInfo(TZ)
+    store._ensure_partitions(
+        datetime(d.year, d.month, d.day, tzinfo=zone) for d in (DAY - timedelta(days=i) for i in range(days))
+    )
+    store.close()
     rng = random.Random(1)
     keys = [
         (
@@ -53,7 +67,6 @@ def generate(dsn: str, schema: str, days: int, combos: int) -> int:
         )
         for i in range(combos)
     ]
-    zone = ZoneInfo(TZ)
     cols = ("day, hour, model, feature, user_id, tenant, service, requests, prompt_tokens, completion_tokens, "
             "cached_tokens, reasoning_tokens, recounted_prompt_tokens, recounted_completion_tokens, "
             "estimated_prompt_tokens, estimated_completion_tokens, unpriced_requests, cost, currency")  # fmt: skip
@@ -78,6 +91,21 @@ def generate(dsn: str, schema: str, days: int, combos: int) -> int:
                 "VALUES (%s, %s, %s, now(), 'gpt-4o', 'writer', '写作', 'user001', 'acme', %s, 5000, 1000, 6000, '{}')",
                 (DAY, rank, f"r{rank}", f"{rank:064x}"),
             )
+        for i in range(days):
+            d = DAY - timedelta(days=i)
+            per_day = n // days
+            cur.execute(
+                f'INSERT INTO "{schema}".quality (day, records, prompt_tokens, completion_tokens, files, timezone) '
+                "VALUES (%s, %s, 0, 0, 4, %s)",
+                (d, per_day, TZ),
+            )
+            for model, _ in MODELS:
+                cur.execute(
+                    f'INSERT INTO "{schema}".reconciliation (day, model, service, fingerprint, records, reported, '
+                    "recounted, drift_records, estimated, estimate_ape_sum, estimate_pe_sum) "
+                    "VALUES (%s, %s, 'writer', 'fp', 1000, 1000, 1000, 3, 500, 25.0, 5.0)",
+                    (d, model),
+                )
     return n
 
 
@@ -111,7 +139,7 @@ def main() -> None:
         t = time.perf_counter()
         rows = generate(dsn, "bench", args.days, args.combos)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute('ANALYZE "bench".usage_hourly')
+            conn.execute('ANALYZE "bench".usage_hourly')  # and its partitions
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         )
@@ -136,6 +164,7 @@ def child(dsn: str, runs: int) -> None:
 
     make_report(dsn, DAY, lang="zh", timezone=TZ)
     cold = time.perf_counter() - t0
+    from llmtally.pricing import ExchangeRates
     from llmtally.report._charts import render_charts
     from llmtally.report._compute import summarize
     from llmtally.report._data import fetch_report_data
@@ -153,7 +182,7 @@ def child(dsn: str, runs: int) -> None:
         s = summarize(data)
         stages["compute"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        render_charts(s, *_chart_inputs(data), "zh")
+        render_charts(s, *_chart_inputs(data, ExchangeRates()), "zh")
         stages["charts"].append(time.perf_counter() - t)
         t = time.perf_counter()
         for images in (
@@ -168,6 +197,64 @@ def child(dsn: str, runs: int) -> None:
             f"warm {k:<8} median {statistics.median(v):.3f} s  (min {min(v):.3f}, max {max(v):.3f}, n={len(v)})"
         )
     print("target < 2 s:", "met" if cold < 2 and statistics.median(stages["total"]) < 2 else "NOT met")
+    page(dsn, runs)
+
+
+def page(dsn: str, runs: int) -> None:
+    """The usage page over the same aggregates: default range and a whole year."""
+    from contextlib import contextmanager
+
+    from fastapi.testclient import TestClient
+
+    from llmtally.report import ReportSettings
+    from llmtally.store import PostgresStore, schema_from_env
+    from llmtally.web import create_app
+    from llmtally.web._currency import exchange_rates
+    from llmtally.web._data import read_page
+    from llmtally.web._page import render_page
+    from llmtally.web._query import parse_query
+
+    store = PostgresStore(dsn, schema=schema_from_env(), migrate=False)
+
+    @contextmanager
+    def opener():  # type: ignore[no-untyped-def]
+        yield store
+
+    today = DAY + timedelta(days=1)
+    app = create_app(opener, timezone=TZ, today=lambda: today)
+    client = TestClient(app)
+    th = ReportSettings.from_config().thresholds
+    for label, params in (
+        ("29 days (default)", {}),
+        ("a year", {"start": (DAY - timedelta(days=364)).isoformat()}),
+    ):
+        t = time.perf_counter()
+        r = client.get("/", params=params)
+        first = time.perf_counter() - t
+        assert r.status_code == 200, r.text[:500]
+        stages: dict[str, list[float]] = {k: [] for k in ("request", "read", "render")}
+        q = parse_query(params, today=today, default_lang="zh")
+        for _ in range(runs):
+            t = time.perf_counter()
+            client.get("/", params=params)
+            stages["request"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            data = read_page(store, q, TZ, th)
+            stages["read"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            render_page(data, exchange_rates(), base="")
+            stages["render"].append(time.perf_counter() - t)
+        print(f"page, {label}: first request {first:.3f} s, {len(r.content):,} bytes of HTML")
+        for k, v in stages.items():
+            print(
+                f"  warm {k:<8} median {statistics.median(v):.3f} s  (min {min(v):.3f}, max {max(v):.3f}, n={len(v)})"
+            )
+        if label == "a year":
+            print(
+                "page target (a year) < 1 s:",
+                "met" if statistics.median(stages["request"]) < 1 else "NOT met",
+            )
+    store.close()
 
 
 if __name__ == "__main__":

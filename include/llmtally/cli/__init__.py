@@ -12,6 +12,7 @@ except ImportError as exc:  # the base install (logging only) has no command lin
 
 from ._count import count, which
 from ._db import db
+from ._export import export
 from ._report import compare, report
 
 __all__ = ["main"]
@@ -28,3 +29,4 @@ main.add_command(which)
 main.add_command(db)
 main.add_command(report)
 main.add_command(compare)
+main.add_command(export)

@@ -246,7 +246,20 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
         "records": n_records,
         "status": by_status,
         "unknown_models": sorted(unknown),
+        "engines": {model: _engine_facts(engine) for model, engine in sorted(engines.items())},
         "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _engine_facts(engine: Any) -> dict[str, Any]:
+    """Which path counted a model's records, how many and how fast (the run view and the ledger
+    show it: the reconcile task passes this summary on into the ledger entry's details)."""
+    return {
+        "engine": str(engine.engine),
+        "device": str(engine.device),
+        "records": int(engine.records),
+        "seconds": round(float(engine.seconds), 3),
+        "fallback": getattr(engine, "fallback", None),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import FILTER_COLUMNS, SUM_COLUMNS, StoreQueries, UsageStore, Where, fold
+from ._base import FILTER_COLUMNS, SUM_COLUMNS, SUMMABLE, StoreQueries, SummedRow, UsageStore, Where, fold
 from ._dsn import DEFAULT_SCHEMA, conninfo, dsn_from_env, schema_from_env
 from ._memory import MemoryStore
 from ._migrations import MIGRATIONS
@@ -37,6 +37,7 @@ __all__ = [
     "DIMENSIONS",
     "FILTER_COLUMNS",
     "MIGRATIONS",
+    "SUMMABLE",
     "SUM_COLUMNS",
     "DayLoad",
     "DayQuality",
@@ -50,6 +51,7 @@ __all__ = [
     "QuarantineEntry",
     "ReconciliationRow",
     "StoreQueries",
+    "SummedRow",
     "TopRequest",
     "Totals",
     "UsageStore",

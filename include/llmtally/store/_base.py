@@ -30,9 +30,11 @@ from ._rows import (
 
 __all__ = [
     "FILTER_COLUMNS",
+    "SUMMABLE",
     "SUM_COLUMNS",
     "GroupedRow",
     "StoreQueries",
+    "SummedRow",
     "UsageStore",
     "Where",
     "check_evidence",
@@ -46,6 +48,12 @@ __all__ = [
 K = TypeVar("K", bound=Hashable)
 GroupedRow = tuple[tuple[Any, ...], str | None, Sequence[int], Decimal | None]
 """``(key values, currency, sums in SUM_COLUMNS order, cost sum)`` as a backend's grouping returns."""
+
+SummedRow = tuple[tuple[Any, ...], tuple[Any, ...]]
+"""``(key values, sums)`` as :meth:`UsageStore.summed` returns: sums in the order of its ``columns``."""
+
+SUMMABLE = (*SUM_COLUMNS, "cost")
+"""What :meth:`UsageStore.summed` can sum: the additive columns and ``cost`` (per currency only)."""
 
 FILTER_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("day", "hour"))
 """The key columns :meth:`UsageStore.grouped` can filter on (days and hours are its range)."""
@@ -89,6 +97,21 @@ class UsageStore(Protocol):
     ) -> list[GroupedRow]:
         """``usage_hourly`` of days ``[start, end]`` (by the ``day`` column) summed by ``keys``
         (:data:`KEY_COLUMNS`) and currency, over the rows matching ``where`` (:func:`filters`)."""
+        ...
+
+    def summed(
+        self,
+        keys: Sequence[str],
+        start: date,
+        end: date,
+        where: Where | None = None,
+        *,
+        columns: Sequence[str] = SUM_COLUMNS,
+    ) -> list[SummedRow]:
+        """``usage_hourly`` of days ``[start, end]`` matching ``where``, grouped by ``keys``
+        (:data:`KEY_COLUMNS` or ``currency``): each group's key values and its sums of ``columns``
+        (:data:`SUMMABLE`; ``cost`` needs ``currency`` among the keys and is ``None`` where no row
+        of the group was priced).  The lean form of :meth:`grouped` for pages that need a few sums."""
         ...
 
     def daily_totals(self, start: date, end: date) -> dict[date, Totals]:
@@ -141,6 +164,23 @@ class UsageStore(Protocol):
     def losses(self, day: date) -> list[LossEntry]:
         """Records the services' loggers lost on a day (their loss markers, merged), by service,
         host, start and reason."""
+        ...
+
+    def quality_between(self, start: date, end: date) -> list[DayQuality]:
+        """Quality counts of the loaded days in ``[start, end]``, by day."""
+        ...
+
+    def losses_between(self, start: date, end: date) -> list[LossEntry]:
+        """What the services' loggers lost on the days ``[start, end]``, by day, service, host, start."""
+        ...
+
+    def quarantine_reasons(self, start: date, end: date) -> list[tuple[date, str, int]]:
+        """``(day, reason, lines)``: quarantined lines of the days ``[start, end]`` counted by
+        reason (reasons are fixed texts, never a line's content), by day and reason."""
+        ...
+
+    def archived_days(self, start: date, end: date) -> list[tuple[date, str]]:
+        """``(day, lang)`` of the reports archived for the days ``[start, end]``, by day and lang."""
         ...
 
     def folds(self, day: date) -> list[FoldEntry]:
@@ -293,6 +333,77 @@ class StoreQueries:
         """Reconciliation rows of a day, by model, service, fingerprint."""
         return self.reconciliation_between(day, day)
 
+    # The per-day reads every backend has; the range forms below are written over them (a
+    # backend with a query language overrides them with one query each).
+    def loaded_days(self, start: date, end: date) -> list[date]:
+        """Implemented by each backend."""
+        raise NotImplementedError
+
+    def quality(self, day: date) -> DayQuality | None:
+        """Implemented by each backend."""
+        raise NotImplementedError
+
+    def losses(self, day: date) -> list[LossEntry]:
+        """Implemented by each backend."""
+        raise NotImplementedError
+
+    def quarantine(self, day: date) -> list[QuarantineEntry]:
+        """Implemented by each backend."""
+        raise NotImplementedError
+
+    def archived_report(self, day: date, lang: str) -> tuple[str, dict[str, Any]] | None:
+        """Implemented by each backend."""
+        raise NotImplementedError
+
+    def summed(
+        self,
+        keys: Sequence[str],
+        start: date,
+        end: date,
+        where: Where | None = None,
+        *,
+        columns: Sequence[str] = SUM_COLUMNS,
+    ) -> list[SummedRow]:
+        """Sums of ``columns`` by ``keys`` (see :meth:`UsageStore.summed`), over :meth:`grouped`."""
+        plain = check_summed(keys, columns)
+        index = {c: i for i, c in enumerate(SUM_COLUMNS)}
+        acc: dict[tuple[Any, ...], list[Any]] = {}
+        for key, currency, sums, cost in self.grouped(plain, start, end, where):
+            values = iter(key)
+            full = tuple(currency if k == "currency" else next(values) for k in keys)
+            slot = acc.setdefault(full, [None if c == "cost" else 0 for c in columns])
+            for i, c in enumerate(columns):
+                if c != "cost":
+                    slot[i] += int(sums[index[c]] or 0)
+                elif cost is not None:
+                    slot[i] = (slot[i] or Decimal(0)) + cost
+        return [(k, tuple(v)) for k, v in acc.items()]
+
+    def quality_between(self, start: date, end: date) -> list[DayQuality]:
+        """Quality counts of the loaded days in ``[start, end]``, by day."""
+        return [q for d in self.loaded_days(start, end) if (q := self.quality(d)) is not None]
+
+    def losses_between(self, start: date, end: date) -> list[LossEntry]:
+        """What the services' loggers lost on the days ``[start, end]``."""
+        return [e for d in self.loaded_days(start, end) for e in self.losses(d)]
+
+    def quarantine_reasons(self, start: date, end: date) -> list[tuple[date, str, int]]:
+        """Quarantined lines of the days ``[start, end]`` counted by day and reason."""
+        counts: dict[tuple[date, str], int] = {}
+        for d in self.loaded_days(start, end):
+            for q in self.quarantine(d):
+                counts[(d, q.reason)] = counts.get((d, q.reason), 0) + 1
+        return [(d, reason, n) for (d, reason), n in sorted(counts.items())]
+
+    def archived_days(self, start: date, end: date) -> list[tuple[date, str]]:
+        """``(day, lang)`` of the archived reports of the loaded days in ``[start, end]``."""
+        return [
+            (d, lang)
+            for d in self.loaded_days(start, end)
+            for lang in ("en", "zh")
+            if self.archived_report(d, lang) is not None
+        ]
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """Reads inside see one state of the store (a backend without concurrent writers: no-op)."""
@@ -327,6 +438,20 @@ class StoreQueries:
 def _dimension(name: str) -> None:
     if name not in DIMENSIONS:
         raise ConfigError(f"unknown dimension {name!r}; use one of {', '.join(DIMENSIONS)}")
+
+
+def check_summed(keys: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """Check the arguments of :meth:`UsageStore.summed`; returns ``keys`` without ``currency``."""
+    plain = [k for k in keys if k != "currency"]
+    check_keys(plain)
+    bad = [c for c in columns if c not in SUMMABLE]
+    if bad or not columns:
+        raise ConfigError(f"cannot sum {', '.join(map(repr, bad)) or 'nothing'}; use {', '.join(SUMMABLE)}")
+    if "cost" in columns and "currency" not in keys:
+        raise ConfigError("cost is summed per currency: add 'currency' to the keys")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"keys repeat: {', '.join(keys)}")
+    return plain
 
 
 def check_keys(keys: Sequence[str]) -> None:

@@ -226,6 +226,11 @@ class MemoryStore(StoreQueries):
         self._open()
         self._reports[(day, lang)] = (html, json.dumps(summary, default=str))
 
+    def archived_days(self, start: date, end: date) -> list[tuple[date, str]]:
+        """``(day, lang)`` of the kept reports of the days ``[start, end]``."""
+        self._open()
+        return sorted(k for k in self._reports if start <= k[0] <= end)
+
     def archived_report(self, day: date, lang: str) -> tuple[str, dict[str, Any]] | None:
         """A kept report."""
         self._open()

@@ -28,9 +28,11 @@ from ._base import (
     SUM_COLUMNS,
     GroupedRow,
     StoreQueries,
+    SummedRow,
     Where,
     check_evidence,
     check_keys,
+    check_summed,
     check_totals,
     filters,
     raise_problems,
@@ -341,6 +343,61 @@ class PostgresStore(StoreQueries):
         params = [start, end, *(list(values) for values in wanted.values())]
         n = len(keys)
         return [(tuple(r[:n]), r[n], r[n + 1 : -1], r[-1]) for r in self._fetch(query, params)]
+
+    def summed(
+        self,
+        keys: Sequence[str],
+        start: date,
+        end: date,
+        where: Where | None = None,
+        *,
+        columns: Sequence[str] = SUM_COLUMNS,
+    ) -> list[SummedRow]:
+        """Sums of ``columns`` of the rows matching ``where`` by ``keys``, in one SQL aggregate."""
+        check_summed(keys, columns)
+        wanted = filters(where)
+        if any(not values for values in wanted.values()):
+            return []
+        key_sql = sql.SQL(", ").join(map(sql.Identifier, keys))
+        sums = sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(c)) for c in columns)
+        cond = sql.SQL("").join(sql.SQL(" AND {} = ANY(%s)").format(sql.Identifier(c)) for c in wanted)
+        query = sql.SQL(
+            "SELECT {k}, {sums} FROM {s}.usage_hourly WHERE day BETWEEN %s AND %s{cond} GROUP BY {k}"
+        ).format(k=key_sql, sums=sums, s=self._s, cond=cond)
+        params = [start, end, *(list(values) for values in wanted.values())]
+        n = len(keys)
+        ints = [c != "cost" for c in columns]
+        return [
+            (tuple(r[:n]), tuple(int(v or 0) if i else v for i, v in zip(ints, r[n:], strict=True)))
+            for r in self._fetch(query, params)
+        ]
+
+    def quality_between(self, start: date, end: date) -> list[DayQuality]:
+        """Quality counts of the loaded days in ``[start, end]``, by day."""
+        rows = self._select("quality", _QUALITY, "day BETWEEN %s AND %s", (start, end), "day")
+        return [DayQuality(*r) for r in rows]
+
+    def losses_between(self, start: date, end: date) -> list[LossEntry]:
+        """What the services' loggers lost on the days ``[start, end]``."""
+        order = "day, service, host, first_ts, reason"
+        return [
+            LossEntry(*r) for r in self._select("losses", _LOSS, "day BETWEEN %s AND %s", (start, end), order)
+        ]
+
+    def quarantine_reasons(self, start: date, end: date) -> list[tuple[date, str, int]]:
+        """Quarantined lines of the days ``[start, end]`` counted by day and reason."""
+        query = self._q(
+            "SELECT day, reason, count(*) FROM {s}.quarantine WHERE day BETWEEN %s AND %s "
+            "GROUP BY day, reason ORDER BY day, reason"
+        )
+        return [(r[0], r[1], int(r[2])) for r in self._fetch(query, (start, end))]
+
+    def archived_days(self, start: date, end: date) -> list[tuple[date, str]]:
+        """``(day, lang)`` of the reports archived for the days ``[start, end]``."""
+        rows = self._select(
+            "report_archive", ["day", "lang"], "day BETWEEN %s AND %s", (start, end), "day, lang"
+        )
+        return [(r[0], r[1]) for r in rows]
 
     def reconciliation_between(self, start: date, end: date) -> list[ReconciliationRow]:
         """Reconciliation rows of the days ``[start, end]``."""
