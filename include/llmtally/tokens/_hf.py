@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 from .._exceptions import InputError, TokenizerLoadError
 from ._base import BatchItem
 from ._completion import generated_text
+from ._hf_classes import NAMED_SPECIALS as _SPECIAL_TOKEN_KEYS
 from ._hf_classes import as_transformers_loads
 from ._render_pool import RenderPool, processes, render_item
 from ._segments import SegmentCounter, segment_splitter
@@ -35,15 +36,6 @@ __all__ = ["HFCounter", "load_hf_folder"]
 
 _CHUNK = 512
 _POOL_MIN = 16384  # chats in one batch before rendering moves to worker processes (start-up ~0.4 s)
-_SPECIAL_TOKEN_KEYS = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-)
 
 
 def _token_text(value: Any) -> str | None:

@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CLASS_PIPELINES", "ClassPipeline", "TransformersView", "as_transformers_loads"]
+__all__ = ["CLASS_PIPELINES", "NAMED_SPECIALS", "ClassPipeline", "TransformersView", "as_transformers_loads"]
 
 _METASPACE = "\u2581"
-_NAMED_SPECIALS = (
+NAMED_SPECIALS = (  # the special tokens tokenizer_config.json names, in transformers' order
     "bos_token",
     "eos_token",
     "unk_token",
@@ -144,12 +144,12 @@ def _config_specials(config: Mapping[str, Any], defaults: Mapping[str, str]) -> 
     (class defaults where the config has no key), then model-specific ``*_token`` keys, then the
     extra / additional special tokens."""
     out: list[tuple[str, Any]] = []
-    for key in _NAMED_SPECIALS:
+    for key in NAMED_SPECIALS:
         tok = _token(config[key] if key in config else defaults.get(key))
         if tok is not None:
             out.append(tok)
     for key, value in config.items():
-        if key.endswith("_token") and key not in _NAMED_SPECIALS:
+        if key.endswith("_token") and key not in NAMED_SPECIALS:
             tok = _token(value)
             if tok is not None:
                 out.append(tok)
