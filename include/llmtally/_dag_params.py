@@ -3,9 +3,11 @@
 Plain JSON-schema keyword dicts (no Airflow import, so DAG files stay fast to parse); a DAG file
 wraps each in ``airflow.sdk.Param(**spec)``.  Airflow's form shows ``title`` as the label,
 ``description_md`` (Markdown) under the field, ``examples`` as proposals for a text field,
-``values_display`` as the labels of a drop-down, and groups fields by ``section``.  Free-text lists
-(``sources``, ``recipients``) give their examples in the description: ``examples`` on an array
-would turn the field into a pick list of those values only.
+``values_display`` as the labels of a drop-down, and groups fields by ``section``, a group shown
+collapsed: what to process (day, sources, dry run, force) has no section, so it shows open at the
+top.  Free-text lists (``sources``, ``recipients``) and the day give their examples in the
+description: ``examples`` on an array would turn the field into a pick list of those values only,
+and on the day it would replace the form's date picker (the UI test types into that picker).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 
 __all__ = ["DAILY_PARAMS", "MAINTENANCE_PARAMS", "REPORT_PARAMS"]
 
-_WHAT = "What to process"
 _REPORT = "Report"
 
 _DAY = {
@@ -28,8 +29,6 @@ _DAY = {
         "PostgreSQL and reported, e.g. `2026-11-20`.  Leave empty for the day this run's schedule "
         "covers (a manual run: yesterday).  Re-running a day replaces it; it never double counts."
     ),
-    "examples": ["2026-11-20"],
-    "section": _WHAT,
 }
 
 _LANG = {
@@ -74,7 +73,6 @@ DAILY_PARAMS: dict[str, dict[str, Any]] = {
             "`/app/logs/cs-bot` or `/var/log/llm/*/usage-*.jsonl`.  Empty: the Airflow Variable "
             "`llm_usage_log_dirs`, else `LLMTALLY_LOG_DIRS`."
         ),
-        "section": _WHAT,
     },
     "recipients": _RECIPIENTS,
     "lang": _LANG,
@@ -86,7 +84,6 @@ DAILY_PARAMS: dict[str, dict[str, Any]] = {
             "Collect, parse, recount and reconcile the day and write the numbers to the task logs, but "
             "do **not** load PostgreSQL or send the report.  Use it to check a new log folder or tokenizer."
         ),
-        "section": _WHAT,
     },
     "force": {
         "default": False,
@@ -98,7 +95,6 @@ DAILY_PARAMS: dict[str, dict[str, Any]] = {
             "fails and names the files.  Tick this to replace it anyway; the ledger marks the load as "
             "forced."
         ),
-        "section": _WHAT,
     },
 }
 """``llm_usage_daily``: day, sources, recipients, lang, dry_run, force."""
