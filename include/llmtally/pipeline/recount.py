@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from .._exceptions import InputError, TemplateError, UnknownModelError
-from ..tokens._base import BatchItem, TokenCounter
+from ..tokens._base import BatchItem, ReplyRenderer, TokenCounter
 from ..tokens._engine import RecountEngine
 from .billing import stop_generated
 from .record import UsageRecord
@@ -80,27 +80,13 @@ def _prompt_item(rec: UsageRecord) -> BatchItem | None:
     return item
 
 
-@runtime_checkable
-class _ReplyRenderer(Protocol):
-    def generated_text(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        content: str | None = None,
-        reasoning: str | None = None,
-        tool_calls: Any = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        **template_kwargs: Any,
-    ) -> str: ...
-
-
-def _renderer(counter: TokenCounter) -> _ReplyRenderer | None:
+def _renderer(counter: TokenCounter) -> ReplyRenderer | None:
     """The counter that can rebuild a split reply with its chat template (Hugging Face ones)."""
     inner = counter.counter if isinstance(counter, RecountEngine) else counter
-    return inner if isinstance(inner, _ReplyRenderer) else None
+    return inner if isinstance(inner, ReplyRenderer) else None
 
 
-def _reply_text(rec: UsageRecord, reply: Mapping[str, Any], renderer: _ReplyRenderer | None) -> str | None:
+def _reply_text(rec: UsageRecord, reply: Mapping[str, Any], renderer: ReplyRenderer | None) -> str | None:
     """A reply's generated text: its completion, or -- with ``reasoning`` or ``tool_calls`` -- the
     text the chat template shows the model wrote (``None`` when that cannot be rebuilt)."""
     text = reply.get("completion")
@@ -122,7 +108,7 @@ def _reply_text(rec: UsageRecord, reply: Mapping[str, Any], renderer: _ReplyRend
         return None
 
 
-def _completions(rec: UsageRecord, renderer: _ReplyRenderer | None) -> list[tuple[str, bool]] | None:
+def _completions(rec: UsageRecord, renderer: ReplyRenderer | None) -> list[tuple[str, bool]] | None:
     """The completion texts to count (every choice of an ``n > 1`` call), each with whether its
     stop token was generated; ``None`` when a completion cannot be rebuilt exactly."""
     if rec.choices:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["BatchItem", "ChatItem", "TokenCounter"]
+__all__ = ["BatchItem", "ChatItem", "ReplyRenderer", "TokenCounter"]
 
 ChatItem: TypeAlias = Mapping[str, Any]
 """``{"messages": [...], "tools": [...]?, "tool_choice": ...?, "add_generation_prompt": bool?,
@@ -52,4 +52,23 @@ class TokenCounter(Protocol):
 
     def count_batch(self, items: Sequence[BatchItem]) -> list[int]:
         """Counts of many texts and chats at once, in order, using all cores."""
+        ...
+
+
+@runtime_checkable
+class ReplyRenderer(Protocol):
+    """A counter that rebuilds the text a model generated for a reply split into ``content``,
+    ``reasoning`` and ``tool_calls`` (Hugging Face counters, with their chat template)."""
+
+    def generated_text(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        content: str | None = None,
+        reasoning: str | None = None,
+        tool_calls: Any = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **template_kwargs: Any,
+    ) -> str:
+        """The generated text, without its end-of-turn token."""
         ...

@@ -108,15 +108,14 @@ def _variants(
 def _find_all(text: str, pieces: list[list[str]], start: int) -> int | None:
     """The end of the last piece found, in order from ``start``; ``None`` if one is missing.  Each
     entry lists the alternative forms of one piece."""
-    pos = end = start
+    pos = start
     for forms in pieces:
-        hits = [(text.find(f, pos), f) for f in forms if f]
-        hits = [(i, f) for i, f in hits if i >= 0]
+        hits = [(i, f) for i, f in ((text.find(f, pos), f) for f in forms if f) if i >= 0]
         if not hits:
             return None
         i, f = min(hits)
-        pos = end = i + len(f)
-    return end
+        pos = i + len(f)
+    return pos
 
 
 def _cut(text: str, after: int, end_tokens: Sequence[str]) -> str:
