@@ -230,6 +230,9 @@ def load(dsn: str, schema: str, ds: Dataset) -> None:
         _insert(cur, sql.SQL("{}.top_requests").format(s), [dict(t, tags=Jsonb(t["tags"])) for t in ds.top])
         _insert(cur, sql.SQL("{}.reconciliation").format(s), ds.recon)
         _insert(cur, sql.SQL("{}.prompt_digests").format(s), ds.digests)
+    if ds.rows:
+        with PostgresStore(dsn, schema=schema) as store:
+            store.rebuild_daily(min(r.day for r in ds.rows), max(r.day for r in ds.rows))
 
 
 def _insert(cur: Any, table: Any, rows: Sequence[dict[str, Any]]) -> None:

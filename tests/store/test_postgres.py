@@ -57,13 +57,61 @@ def test_0003_and_0004_add_losses_and_folds_to_a_database_in_use(
         )
         conn.commit()
         monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS)
-        assert store.migrate() == ["0003_losses", "0004_folds"]
+        assert store.migrate() == ["0003_losses", "0004_folds", "0005_daily_rollup"]
         quality = store.quality(D1)
         assert quality is not None and (
             quality.records, quality.lost_records, quality.loss_markers, quality.folded_values,
             quality.folded_requests,
         ) == (5, 0, 0, 0, 0)  # fmt: skip
         assert store.losses(D1) == [] and store.folds(D1) == []
+
+
+def test_0005_turns_usage_daily_into_a_table_filled_from_the_days_loaded(
+    pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmtally.store._postgres as pg
+
+    monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS[:4])
+    monkeypatch.setattr(pg, "_DAY_TABLES", tuple(t for t in pg._DAY_TABLES if t != "usage_daily"))
+    monkeypatch.setattr(pg, "_rollup", lambda schema: psycopg.sql.SQL("SELECT %s"))
+    monkeypatch.setattr(pg.PostgresStore, "_problems", lambda self, cur, day: [])  # the view lacks columns
+    with PostgresStore(pg_dsn, schema=pg_schema) as store, psycopg.connect(pg_dsn) as conn:
+        store.load_day(day_load(D1))  # loaded by the code before 0005: usage_daily is a view
+        kind = f"SELECT relkind FROM pg_class WHERE oid = '\"{pg_schema}\".usage_daily'::regclass"
+        assert conn.execute(kind).fetchone() == ("v",)
+        by_view = conn.execute(
+            f'SELECT model, status, sum(requests), sum(total_tokens), sum(cost) FROM "{pg_schema}".usage_daily '
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+        conn.commit()
+        monkeypatch.undo()
+        assert store.migrate() == ["0005_daily_rollup"]
+        assert conn.execute(kind).fetchone() == ("r",)
+        by_table = conn.execute(
+            f'SELECT model, status, sum(requests), sum(total_tokens), sum(cost) FROM "{pg_schema}".usage_daily '
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+        assert by_table == by_view and len(by_table) >= 2
+        store.check_day(D1)  # the day's rollup sums to its hours
+
+
+def test_a_rollup_that_disagrees_with_its_hours_fails_the_check(pg_dsn: str, pg_schema: str) -> None:
+    from llmtally import DataQualityError
+
+    with PostgresStore(pg_dsn, schema=pg_schema) as store, psycopg.connect(pg_dsn) as conn:
+        store.load_day(day_load(D1))
+        store.load_day(day_load(D1, scale=2, run_id="again"))  # a re-load replaces the rollup too
+        hourly = conn.execute(
+            f'SELECT sum(requests), sum(prompt_tokens) FROM "{pg_schema}".usage_hourly WHERE day = %s', (D1,)
+        ).fetchone()
+        daily = conn.execute(
+            f'SELECT sum(requests), sum(prompt_tokens) FROM "{pg_schema}".usage_daily WHERE day = %s', (D1,)
+        ).fetchone()
+        assert daily == hourly and hourly is not None and hourly[0] > 0
+        conn.execute(f'UPDATE "{pg_schema}".usage_daily SET requests = requests + 1 WHERE day = %s', (D1,))
+        conn.commit()
+        with pytest.raises(DataQualityError, match="usage_daily does not sum to usage_hourly"):
+            store.check_day(D1)
 
 
 def test_failure_mid_load_rolls_back(pg_dsn: str, pg_schema: str) -> None:

@@ -2,7 +2,7 @@
 
 A load of day D runs in one transaction: lock D, refuse it when it brings less evidence than the
 day holds (:func:`~llmtally.store._base.check_evidence`), delete D from every day table, COPY the
-new rows, record the ledger entry, run the data-quality checks, commit.  Any error rolls back, so readers see
+new rows, sum them into ``usage_daily``, record the ledger entry, run the data-quality checks, commit.  Any error rolls back, so readers see
 the old day or the new one, never a mix.  A reader that needs several queries to agree (the report)
 runs them in :meth:`PostgresStore.snapshot`, one ``REPEATABLE READ READ ONLY`` transaction.  Driver
 errors become :class:`StorageError`.
@@ -41,6 +41,7 @@ from ._base import (
 from ._dsn import DEFAULT_SCHEMA
 from ._migrations import MIGRATIONS
 from ._rows import (
+    DIMENSIONS,
     HOURLY_COLUMNS,
     KEY_COLUMNS,
     DayLoad,
@@ -60,10 +61,12 @@ __all__ = ["PostgresStore"]
 
 _LOCK_NS = 0x11A7  # advisory-lock namespace of llmtally
 _DAY_TABLES = (
-    "usage_hourly", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests", "losses",
+    "usage_hourly", "usage_daily", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests", "losses",
     "folds",
 )  # fmt: skip
 _HOURLY = list(HOURLY_COLUMNS)
+_DAILY_KEY = sql.SQL(", ").join(map(sql.Identifier, ["day", *DIMENSIONS, "http_status", "currency"]))
+_DAILY_SUMS = [*SUM_COLUMNS, "cost"]
 _RECON = [f.name for f in fields(ReconciliationRow)]
 _TOP = [f.name for f in fields(TopRequest)]
 _QUAR = [f.name for f in fields(QuarantineEntry)]
@@ -73,6 +76,21 @@ _FOLD = [f.name for f in fields(FoldEntry)]
 _FOLD_COLUMNS = ["distinct_values" if c == "distinct" else c for c in _FOLD]
 _QUALITY = [f.name for f in fields(DayQuality)]
 _LEDGER = [f.name for f in fields(LedgerEntry)]
+
+
+def _rollup(schema: sql.Composable) -> sql.Composed:
+    """Sum one day (``%s``) of ``usage_hourly`` into ``usage_daily`` (its old rows already deleted)."""
+    sums = sql.SQL(", ").join(map(sql.Identifier, _DAILY_SUMS))
+    summed = sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(c)) for c in _DAILY_SUMS)
+    return sql.SQL(
+        "INSERT INTO {s}.usage_daily ({k}, {sums}) SELECT {k}, {summed} "
+        "FROM {s}.usage_hourly WHERE day = %s GROUP BY {k}"
+    ).format(s=schema, k=_DAILY_KEY, sums=sums, summed=summed)
+
+
+def _table_for(keys: Sequence[str]) -> sql.Identifier:
+    """``usage_daily`` unless the sums are by hour (the same sums: it is ``usage_hourly`` per day)."""
+    return sql.Identifier("usage_hourly" if "hour" in keys else "usage_daily")
 
 
 def _months(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
@@ -245,6 +263,7 @@ class PostgresStore(StoreQueries):
             for table in _DAY_TABLES:
                 cur.execute(self._q("DELETE FROM {s}.{t} WHERE day = %s", t=table), (day,))
             self._copy(cur, "usage_hourly", _HOURLY, ([getattr(h, c) for c in _HOURLY] for h in load.hourly))
+            cur.execute(_rollup(self._s), (day,))
             self._copy(
                 cur, "reconciliation", [*_RECON, "estimate_mape_pct", "estimate_bias_pct"],
                 ((*astuple(r), r.estimate_mape_pct, r.estimate_bias_pct) for r in load.reconciliation),
@@ -286,7 +305,26 @@ class PostgresStore(StoreQueries):
             (day, day, day),
         )
         negatives, recon = cur.fetchone() or (0, 0)
-        return check_totals(quality, totals, int(recon), int(negatives))
+        problems = check_totals(quality, totals, int(recon), int(negatives))
+        cur.execute(self._q(f"SELECT {sums} FROM {{s}}.usage_daily WHERE day = %s"), (day,))
+        daily = cur.fetchone()
+        if (totals_of(daily) if daily else Totals()) != totals:
+            problems.append("usage_daily does not sum to usage_hourly")
+        return problems
+
+    def rebuild_daily(self, start: date, end: date) -> int:
+        """Rebuild ``usage_daily`` of the days ``[start, end]`` from ``usage_hourly`` (for rows written
+        there by hand, e.g. an import of history); returns the days rebuilt.  Loads keep it current."""
+        with self._errors("rebuilding usage_daily"), self._conn.transaction(), self._cursor() as cur:
+            cur.execute(
+                self._q("SELECT DISTINCT day FROM {s}.usage_hourly WHERE day BETWEEN %s AND %s"), (start, end)
+            )
+            days = [r[0] for r in cur.fetchall()]
+            cur.execute(self._q("DELETE FROM {s}.usage_daily WHERE day BETWEEN %s AND %s"), (start, end))
+            for day in days:
+                cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NS, day.toordinal()))
+                cur.execute(_rollup(self._s), (day,))
+        return len(days)
 
     def check_day(self, day: date) -> None:
         """Re-run the post-load checks of a loaded day."""
@@ -337,9 +375,8 @@ class PostgresStore(StoreQueries):
         sums = sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(c)) for c in SUM_COLUMNS)
         cond = sql.SQL("").join(sql.SQL(" AND {} = ANY(%s)").format(sql.Identifier(c)) for c in wanted)
         query = sql.SQL(
-            "SELECT {k}, {sums}, sum(cost) FROM {s}.usage_hourly "
-            "WHERE day BETWEEN %s AND %s{cond} GROUP BY {k}"
-        ).format(k=key_sql, sums=sums, s=self._s, cond=cond)
+            "SELECT {k}, {sums}, sum(cost) FROM {s}.{t} WHERE day BETWEEN %s AND %s{cond} GROUP BY {k}"
+        ).format(k=key_sql, sums=sums, s=self._s, t=_table_for(keys), cond=cond)
         params = [start, end, *(list(values) for values in wanted.values())]
         n = len(keys)
         return [(tuple(r[:n]), r[n], r[n + 1 : -1], r[-1]) for r in self._fetch(query, params)]
@@ -362,8 +399,8 @@ class PostgresStore(StoreQueries):
         sums = sql.SQL(", ").join(sql.SQL("sum({})").format(sql.Identifier(c)) for c in columns)
         cond = sql.SQL("").join(sql.SQL(" AND {} = ANY(%s)").format(sql.Identifier(c)) for c in wanted)
         query = sql.SQL(
-            "SELECT {k}, {sums} FROM {s}.usage_hourly WHERE day BETWEEN %s AND %s{cond} GROUP BY {k}"
-        ).format(k=key_sql, sums=sums, s=self._s, cond=cond)
+            "SELECT {k}, {sums} FROM {s}.{t} WHERE day BETWEEN %s AND %s{cond} GROUP BY {k}"
+        ).format(k=key_sql, sums=sums, s=self._s, t=_table_for(keys), cond=cond)
         params = [start, end, *(list(values) for values in wanted.values())]
         n = len(keys)
         ints = [c != "cost" for c in columns]
