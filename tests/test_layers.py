@@ -1,7 +1,7 @@
 """Layers import downwards only: the library's layers never import the jobs or the CLI above them.
 
-core (``_config``, ``_exceptions``, ``_record``, ``_time``) ← tokens / logging / store / pricing
-← pipeline / report ← jobs, web (the usage page) ← dags, plugins, cli.  Every import statement
+core (``_config``, ``_exceptions``, ``_record``, ``_time``) ← tokens / logging / store / pricing / alerts
+← pipeline / report / budgets ← jobs, web (the usage page) ← dags, plugins, cli.  Every import statement
 counts, lazy ones inside functions and ``TYPE_CHECKING`` blocks too: a cycle there is still a cycle.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import llmtally
 
 PACKAGE = Path(llmtally.__file__).resolve().parent
-LOWER = ("pipeline", "report", "store", "tokens", "logging", "pricing", "web")
+LOWER = ("pipeline", "report", "store", "tokens", "logging", "pricing", "web", "alerts", "budgets")
 ABOVE = ("llmtally.jobs", "llmtally.cli")
 
 

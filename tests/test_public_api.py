@@ -20,6 +20,7 @@ def test_public_names_are_pinned() -> None:
         "ConfigError",
         "DataQualityError",
         "DeliveryError",
+        "FinalDayError",
         "InputError",
         "LessEvidenceError",
         "LlmtallyError",

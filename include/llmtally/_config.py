@@ -105,6 +105,13 @@ class Config:
             raise ConfigError(f"{self.path}: [{name}] must be a table")
         return value
 
+    def tables(self, name: str) -> list[Mapping[str, Any]]:
+        """Return a top-level array of tables, ``[[name]]`` (``[]`` when absent)."""
+        value = self.raw.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
+            raise ConfigError(f"{self.path}: {name} must be an array of tables, written [[{name}]]")
+        return list(value)
+
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, float], Config] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DAILY_PARAMS", "MAINTENANCE_PARAMS", "REPORT_PARAMS"]
+__all__ = ["DAILY_PARAMS", "INTRADAY_PARAMS", "MAINTENANCE_PARAMS", "REPORT_PARAMS"]
 
 _REPORT = "Report"
 
@@ -98,6 +98,31 @@ DAILY_PARAMS: dict[str, dict[str, Any]] = {
     },
 }
 """``llm_usage_daily``: day, sources, recipients, lang, dry_run, force."""
+
+INTRADAY_PARAMS: dict[str, dict[str, Any]] = {
+    "sources": DAILY_PARAMS["sources"],
+    "lang": {
+        **_LANG,
+        "title": "Alert language",
+        "description_md": (
+            "Language of the alerts this run sends: `zh` (中文) or `en` (English); a channel whose "
+            "connection sets `lang` keeps its own.  Empty: `[report] lang` in llmtally.toml, else Chinese."
+        ),
+        "section": "Alerts",
+    },
+    "alerts": {
+        "default": True,
+        "type": "boolean",
+        "title": "Send alerts",
+        "description_md": (
+            "Evaluate budgets and anomalies on the day so far and notify their channels.  Untick to "
+            "load the provisional numbers only."
+        ),
+        "section": "Alerts",
+    },
+    "dry_run": DAILY_PARAMS["dry_run"],
+}
+"""``llm_usage_hourly``: sources, lang, alerts, dry_run (the day so far is the run's own cut)."""
 
 REPORT_PARAMS: dict[str, dict[str, Any]] = {
     "day": {

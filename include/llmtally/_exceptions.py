@@ -11,8 +11,10 @@ Every error the library raises on purpose derives from :class:`LlmtallyError`::
     ├── InputError (ValueError)               a record / JSON line / message list is malformed
     ├── StorageError                          the database failed (driver errors mapped here)
     ├── DataQualityError                      a post-load check found inconsistent aggregates
-    │   └── LessEvidenceError                 a re-run found fewer records/files: the day was kept
-    └── DeliveryError                         a report could not be sent
+    │   ├── LessEvidenceError                 a re-run found fewer records/files: the day was kept
+    │   └── FinalDayError                     a provisional load met a final day: the day was kept
+    └── DeliveryError                         a report or an alert could not be sent
+        └── TransientDeliveryError            (llmtally.alerts) worth a retry: timeout, 429, 5xx
 
 Messages say what to do next.  Lookup misses subclass ``KeyError`` and bad arguments
 ``ValueError`` so callers that already catch those keep working.
@@ -24,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DataQualityError",
     "DeliveryError",
+    "FinalDayError",
     "InputError",
     "LessEvidenceError",
     "LlmtallyError",
@@ -107,3 +110,9 @@ class LessEvidenceError(DataQualityError):
     Raised by :meth:`UsageStore.load_day` unless forced; the message says what is missing and how
     to force the replacement.
     """
+
+
+class FinalDayError(DataQualityError):
+    """A provisional (intraday) load met a day the daily run already loaded as final; the final day
+    was kept.  Raised by :meth:`UsageStore.load_day` whatever ``force`` says: only a final load
+    replaces a final day."""

@@ -32,7 +32,9 @@ def pipeline_env(home: Path, logs: Path, dsn: str, shared: Path) -> dict[str, st
     }
 
 
-def day_totals(dsn: str, day: date, tz: str = "Asia/Shanghai") -> tuple[int, int, int]:
+def day_totals(
+    dsn: str, day: date, tz: str = "Asia/Shanghai", schema: str = "llmtally"
+) -> tuple[int, int, int]:
     """Requests and billed prompt/completion tokens of ``day`` in ``usage_hourly`` (its ``day`` rows,
     checked to lie inside the local day)."""
     import psycopg
@@ -42,7 +44,7 @@ def day_totals(dsn: str, day: date, tz: str = "Asia/Shanghai") -> tuple[int, int
         row = conn.execute(
             "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
             " count(*) FILTER (WHERE hour < %s OR hour >= %s)"
-            " FROM llmtally.usage_hourly WHERE day = %s",
+            f' FROM "{schema}".usage_hourly WHERE day = %s',
             (start, start + timedelta(days=1), day),
         ).fetchone()
     assert row is not None and row[3] == 0, f"{row and row[3]} rows of {day} have an hour outside the day"
@@ -124,9 +126,13 @@ def billed_of(rec: dict[str, Any]) -> tuple[int, int]:
     return _recount(rec)
 
 
-def expected_totals(root: Path, day: date, tz: str = "Asia/Shanghai") -> DayTotals:
+def expected_totals(
+    root: Path, day: date, tz: str = "Asia/Shanghai", until: datetime | None = None
+) -> DayTotals:
     """Billed totals of ``day``: reported usage where the server sent it, else an independent
-    recount with transformers (failed calls: 0), and the recipe's own numbers for legacy lines."""
+    recount with transformers (failed calls: 0), and the recipe's own numbers for legacy lines.
+    ``until``: only records logged before it (an intraday run's cut); lines not ending in a newline
+    are still being written and do not count."""
     zone = ZoneInfo(tz)
     totals = DayTotals()
     seen: set[str] = set()
@@ -157,7 +163,7 @@ def expected_totals(root: Path, day: date, tz: str = "Asia/Shanghai") -> DayTota
                     continue
                 ts = datetime.fromtimestamp(float(rec["timestamp"]), zone)
                 p, c = rec["prompt_tokens"], rec["completion_tokens"]
-            if ts.date() != day:
+            if ts.date() != day or (until is not None and ts >= until):
                 continue
             totals.requests += 1
             totals.prompt_tokens += int(p)

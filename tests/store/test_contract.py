@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from llmtally import ConfigError, DataQualityError, LessEvidenceError, StorageError
+from llmtally import ConfigError, DataQualityError, FinalDayError, LessEvidenceError, StorageError
 from llmtally.store import DayLoad, FoldEntry, PostgresStore, UsageStore, Where, fold
 from tests.store.days import broken, day_load
 
@@ -146,6 +146,33 @@ def test_less_evidence_never_replaces_a_day(store: UsageStore) -> None:
     store.load_day(day_load(D1, run_id="forced", files=1), force=True)
     assert store.daily_totals(D1, D1)[D1].requests == 6
     assert [(e.run_id, e.forced) for e in store.ledger(D1)][-1] == ("forced", True)
+
+
+def _provisional(load: DayLoad, through: datetime) -> DayLoad:
+    return replace(load, quality=replace(load.quality, provisional=True, through=through))
+
+
+def test_a_provisional_day_is_replaced_by_the_final_one_and_never_the_other_way(store: UsageStore) -> None:
+    noon = datetime(2026, 12, 1, 4, tzinfo=UTC)
+    early = _provisional(day_load(D1, run_id="hourly-1"), noon)
+    store.load_day(early)
+    held = store.quality(D1)
+    assert held is not None and (held.provisional, held.through) == (True, noon)
+    later = _provisional(day_load(D1, scale=2, run_id="hourly-2"), noon + timedelta(hours=4))
+    store.load_day(later)  # a later cut replaces an earlier one
+    with pytest.raises(LessEvidenceError):
+        store.load_day(early)  # an earlier cut run again does not replace a later one
+    final = day_load(D1, scale=3, run_id="daily")
+    store.load_day(final)  # the daily run's final day replaces the provisional one
+    assert store.quality(D1) == final.quality and not final.quality.provisional
+    for late in (later, _provisional(day_load(D1, scale=4, run_id="hourly-3"), noon + timedelta(hours=8))):
+        with pytest.raises(FinalDayError, match="already loaded as final"):
+            store.load_day(late)  # not even with more records
+        with pytest.raises(FinalDayError):
+            store.load_day(late, force=True)  # nor forced
+    assert store.quality(D1) == final.quality
+    assert store.hourly_rows(D1) == sorted(final.hourly, key=lambda h: (h.hour, h.model))
+    assert [e.run_id for e in store.ledger(D1)] == ["hourly-1", "hourly-2", "daily"]
 
 
 def test_failed_check_leaves_the_old_day(store: UsageStore) -> None:

@@ -57,7 +57,9 @@ def test_0003_and_0004_add_losses_and_folds_to_a_database_in_use(
         )
         conn.commit()
         monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS)
-        assert store.migrate() == ["0003_losses", "0004_folds", "0005_daily_rollup"]
+        assert store.migrate() == [
+            "0003_losses", "0004_folds", "0005_daily_rollup", "0006_provisional_days", "0007_budgets_alerts",
+        ]  # fmt: skip
         quality = store.quality(D1)
         assert quality is not None and (
             quality.records, quality.lost_records, quality.loss_markers, quality.folded_values,
@@ -71,7 +73,7 @@ def test_0005_turns_usage_daily_into_a_table_filled_from_the_days_loaded(
 ) -> None:
     import llmtally.store._postgres as pg
 
-    monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS[:4])
+    monkeypatch.setattr(pg, "MIGRATIONS", [*MIGRATIONS[:4], *MIGRATIONS[5:]])  # all but 0005 (0006: quality)
     monkeypatch.setattr(pg, "_DAY_TABLES", tuple(t for t in pg._DAY_TABLES if t != "usage_daily"))
     monkeypatch.setattr(pg, "_rollup", lambda schema: psycopg.sql.SQL("SELECT %s"))
     monkeypatch.setattr(pg.PostgresStore, "_problems", lambda self, cur, day: [])  # the view lacks columns

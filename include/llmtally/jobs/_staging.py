@@ -33,7 +33,7 @@ from ..pipeline.parse import ParseStats
 from ..pipeline.recount import RecountStatus
 from ..store._rows import LossEntry, QuarantineEntry
 
-__all__ = ["ParseIndex", "StagedRecounts", "Staging"]
+__all__ = ["ParseIndex", "RecountCache", "StagedRecounts", "Staging"]
 
 T = TypeVar("T")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -65,9 +65,7 @@ class Staging:
     @classmethod
     def for_run(cls, day: str, run_id: str, root: str | None = None) -> Staging:
         """The folder of one run (created)."""
-        base = Path(
-            root or os.environ.get(ENV_STAGING_DIR) or Path(tempfile.gettempdir()) / "llmtally-staging"
-        )
+        base = _root(root)
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
         stage = cls(base / day / safe)
         stage.path.mkdir(parents=True, exist_ok=True)
@@ -128,3 +126,41 @@ class Staging:
         shutil.rmtree(self.path, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.path.parent.rmdir()
+
+
+def _root(root: str | None = None) -> Path:
+    return Path(root or os.environ.get(ENV_STAGING_DIR) or Path(tempfile.gettempdir()) / "llmtally-staging")
+
+
+class RecountCache:
+    """``<root>/<day>/_intraday/``: the recounts the intraday runs of one day already made.
+
+    Each run adds one file of the records it recounted (``recount-<run>.json.gz``, written atomically
+    like every hand-off), so a file that grew between two runs is recounted only for its new records,
+    and a run that failed before its load leaves counts that are still right (a record's count is
+    fixed by its id: its line never changes).  The daily run of the day removes the folder once the
+    final day is loaded; ``llm_usage_maintenance`` purges abandoned ones with the run folders.
+    """
+
+    FOLDER = "_intraday"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.stage = Staging(path)
+
+    @classmethod
+    def for_day(cls, day: str, root: str | None = None) -> Path:
+        """The cache folder of ``day`` (not created)."""
+        return _root(root) / day / cls.FOLDER
+
+    def read(self, ids: set[str]) -> StagedRecounts:
+        """The cached recounts of ``ids`` (those no run recounted are absent)."""
+        out: StagedRecounts = {}
+        for path in sorted(self.stage.path.glob("recount-*.json.gz")):
+            part = self.stage.read(path.name.removesuffix(".json.gz"), StagedRecounts)
+            out.update((rid, rc) for rid, rc in part.items() if rid in ids)
+        return out
+
+    def add(self, run_id: str, recounts: StagedRecounts) -> None:
+        """Add what run ``run_id`` recounted (a re-run of the same run replaces its own file)."""
+        if recounts:
+            self.stage.write("recount-" + re.sub(r"[^A-Za-z0-9_-]+", "_", run_id), recounts)

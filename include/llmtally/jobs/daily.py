@@ -16,14 +16,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
 from .._config import ENV_DB_URL, ENV_LOG_DIRS, load_config
-from .._exceptions import ConfigError, LessEvidenceError
+from .._exceptions import ConfigError, FinalDayError, LessEvidenceError
 from .._time import report_day, report_timezone
-from ._staging import ParseIndex, StagedRecounts, Staging
+from ._staging import ParseIndex, RecountCache, StagedRecounts, Staging
 
 __all__ = [
     "cleanup",
@@ -137,6 +137,11 @@ def _day(p: Plan) -> date:
     return date.fromisoformat(p["day"])
 
 
+def _until(p: Plan) -> datetime | None:
+    """An intraday run's cut (records before it are taken), ``None`` for the whole day."""
+    return datetime.fromisoformat(p["until"]) if p.get("until") else None
+
+
 def collect(p: Plan) -> dict[str, Any]:
     """Find the files that may hold the day's records."""
     from ..pipeline import collect as collect_files
@@ -179,7 +184,7 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     from ..pipeline import DayParser
 
     t0 = time.perf_counter()
-    parser = DayParser(_day(p), p["tz"])
+    parser = DayParser(_day(p), p["tz"], until=_until(p))
     ids = [r.id for r in parser.parse(list(files["files"]))]
     stage = Staging(p["staging"])
     index = ParseIndex(
@@ -211,7 +216,8 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     """Exact prompt/completion counts of every record with text (runs on the recount queue).
 
     The day streams through in slices of :data:`RECOUNT_CHUNK` records, so memory stays bounded;
-    the results (ids and numbers) are small.
+    the results (ids and numbers) are small.  An intraday run (``p["cache"]``: the day's recount
+    cache) recounts only the records no earlier run of the day recounted, and adds them to the cache.
     """
     from ..pipeline import recount as recount_records
     from ..tokens import load_engine
@@ -229,11 +235,18 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     unknown: set[str] = set()
     n_records = 0
-    for chunk in _chunks(_records(p, index.files, set(index.ids)), RECOUNT_CHUNK):
+    wanted = set(index.ids)
+    cache = RecountCache(p["cache"]) if p.get("cache") else None
+    earlier = cache.read(wanted) if cache else {}
+    for chunk in _chunks(_records(p, index.files, wanted - earlier.keys()), RECOUNT_CHUNK):
         n_records += len(chunk)
         counts.update(recount_records(chunk, counter_for_model))
         unknown.update(r.model or "" for r in chunk if counts[r.id].status == "unknown_model")
-    stage.write("recount", {rid: rc.to_json() for rid, rc in counts.items()})
+    fresh = {rid: rc.to_json() for rid, rc in counts.items()}
+    if cache is not None:
+        cache.add(p["run_id"], fresh)
+        log.info("recount: %d records recounted by earlier runs of the day reused", len(earlier))
+    stage.write("recount", {**earlier, **fresh})
     by_status: dict[str, int] = {}
     for rc in counts.values():
         by_status[rc.status] = by_status.get(rc.status, 0) + 1
@@ -244,6 +257,7 @@ def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     log.info("recount: %d records: %s", n_records, by_status)
     return {
         "records": n_records,
+        "reused": len(earlier),
         "status": by_status,
         "unknown_models": sorted(unknown),
         "engines": {model: _engine_facts(engine) for model, engine in sorted(engines.items())},
@@ -308,6 +322,8 @@ def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
         details={"recount": dict(counted)},
         max_distinct=cardinality_limits(),
     )
+    if (until := _until(p)) is not None:  # an intraday run: the day so far, replaced by the daily run
+        load_ = replace(load_, quality=replace(load_.quality, provisional=True, through=until))
     stage.write("dayload", load_)
     drift = sum(r.drift_records for r in load_.reconciliation)
     q = load_.quality
@@ -371,27 +387,37 @@ def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
         log.info("dry run: not loading %s (%d hourly rows)", p["day"], len(day_load.hourly))
         return {"loaded": False, "dry_run": True}
     t0 = time.perf_counter()
+    provisional = day_load.quality.provisional
     with open_store(usage_dsn()) as store:
         try:
             store.load_day(day_load, force=bool(p.get("force")))
+        except FinalDayError:
+            log.info(
+                "load: %s is already final (the daily run loaded it); provisional load skipped", p["day"]
+            )
+            return {"loaded": False, "final": True}
         except LessEvidenceError as exc:
+            if provisional:  # a re-run of an earlier cut: a later one is already loaded
+                log.warning("load: provisional %s skipped: %s", p["day"], exc)
+                return {"loaded": False, "superseded": True}
             # Retrying cannot bring purged files back: fail now, saying why and how to force.
             log.error("load: %s", exc)
             _fail_without_retry(str(exc))
     if p.get("force"):
         log.warning("load: %s replaced with force=true (the evidence check was skipped)", p["day"])
     log.info(
-        "load: %s replaced with %d hourly rows in %.2f s",
+        "load: %s replaced with %d hourly rows in %.2f s%s",
         p["day"],
         len(day_load.hourly),
         time.perf_counter() - t0,
+        f" (provisional, records before {day_load.quality.through})" if provisional else "",
     )
     for f in day_load.folds:  # names of services and dimensions only, never ids
         log.warning(
             "load: %s had %d distinct %s (limit %d): %d folded into (other), %d requests",
             f.service, f.distinct, f.dimension, f.limit, f.folded, f.requests,
         )  # fmt: skip
-    return {"loaded": True, "hourly_rows": len(day_load.hourly)}
+    return {"loaded": True, "hourly_rows": len(day_load.hourly), "provisional": provisional}
 
 
 def _fail_without_retry(message: str) -> None:
@@ -436,3 +462,5 @@ def cleanup(p: Plan) -> None:
     (:func:`llmtally.jobs.maintenance.purge_staging`) once older than ``[retention] staging_hours``.
     """
     Staging(p["staging"]).remove()
+    if not p.get("until"):  # the day is final: the intraday runs' recount cache has served
+        Staging(RecountCache.for_day(p["day"])).remove()

@@ -65,10 +65,11 @@ class _Bad(Exception):
 @dataclass
 class ParseStats:
     """Line accounting for one parse: every line read lands in exactly one of ``records``,
-    ``loss_markers``, ``out_of_day``, ``duplicates``, ``partial_lines``, ``blank_lines`` and
-    ``quarantined`` (which also counts unreadable or truncated files).  ``bytes`` counts the bytes of
-    the lines read (decompressed for gzip files).  ``lost_records`` sums the ``records`` the day's
-    loss markers say were lost."""
+    ``loss_markers``, ``out_of_day``, ``later``, ``duplicates``, ``partial_lines``, ``blank_lines`` and
+    ``quarantined`` (which also counts unreadable or truncated files).  ``later`` counts records of
+    the day at or after the parser's ``until`` (an intraday run's cut: the next run takes them).
+    ``bytes`` counts the bytes of the lines read (decompressed for gzip files).  ``lost_records``
+    sums the ``records`` the day's loss markers say were lost."""
 
     files: int = 0
     bytes: int = 0
@@ -76,6 +77,7 @@ class ParseStats:
     records: int = 0
     legacy_records: int = 0
     out_of_day: int = 0
+    later: int = 0
     duplicates: int = 0
     partial_lines: int = 0
     blank_lines: int = 0
@@ -148,15 +150,26 @@ class DayParser:
     :attr:`losses` (one :class:`LossEntry` per loss marker, in file order).
 
     ``max_quarantine`` bounds the quarantine entries and the loss entries kept in memory (all are
-    counted).
+    counted).  ``until`` (aware) cuts the day short: records at or after it are counted as
+    ``later`` and not taken (an intraday run reads the day so far up to its own start).
     """
 
-    def __init__(self, day: date, tz: str = DEFAULT_TIMEZONE, *, max_quarantine: int = 100_000) -> None:
+    def __init__(
+        self,
+        day: date,
+        tz: str = DEFAULT_TIMEZONE,
+        *,
+        max_quarantine: int = 100_000,
+        until: datetime | None = None,
+    ) -> None:
         self.day = day
         self.timezone = tz
         self._zone = ZoneInfo(tz)
         start, end = day_bounds(day, tz)
         self._start, self._end = start.astimezone(UTC), end.astimezone(UTC)
+        if until is not None and until.tzinfo is None:
+            raise ValueError("until must be an aware datetime")
+        self._until = self._end if until is None else min(self._end, until.astimezone(UTC))
         self._seen: set[str] = set()
         self._max_quarantine = max_quarantine
         self.stats = ParseStats()
@@ -221,6 +234,9 @@ class DayParser:
             return None
         if not self._start <= rec.ts < self._end:
             self.stats.out_of_day += 1
+            return None
+        if rec.ts >= self._until:
+            self.stats.later += 1
             return None
         if rec.id in self._seen:
             self.stats.duplicates += 1

@@ -45,9 +45,11 @@ __all__ = [
     "HourUsage",
     "OutcomeUsage",
     "ReportData",
+    "ServiceHour",
     "UserDay",
     "fetch_feature_usage",
     "fetch_report_data",
+    "hours_of",
     "report_store",
 ]
 
@@ -88,6 +90,18 @@ class HourUsage:
     def local_day(self) -> date:
         """The day the hour belongs to (its rows' ``day``; the hour's date when not given)."""
         return self.day if self.day is not None else self.hour.date()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHour:
+    """Requests and billed tokens of one local hour (naive local start) for one (service, model)."""
+
+    day: date
+    hour: datetime
+    service: str
+    model: str
+    requests: int
+    total_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +157,10 @@ class ReportData:
     """Users or tenants over the cardinality limit on ``day``, folded into ``(other)``."""
     lost_records: int = 0
     """Records lost on ``day`` by the loggers' count (``quality.lost_records``)."""
+    service_hours: tuple[ServiceHour, ...] = ()
+    """Hours by (service, model) over the history window: ``hourly`` split, for spotting silence."""
+    provisional_through: datetime | None = None
+    """Set when ``day`` is provisional (an intraday load of the records logged until then)."""
 
 
 def _schema() -> str:
@@ -195,15 +213,34 @@ def _daily(rows: Iterable[GroupedRow]) -> list[DailyUsage]:
     return sorted(out, key=lambda r: (r.day, r.feature, r.model, r.service, r.currency or ""))
 
 
-def _hours(store: UsageStore, start: date, end: date, tz: str) -> tuple[HourUsage, ...]:
+def _hours(
+    store: UsageStore, start: date, end: date, tz: str
+) -> tuple[tuple[HourUsage, ...], tuple[ServiceHour, ...]]:
+    """The local hours, in all and by (service, model), from one read."""
     z = zone(tz)
-    acc: dict[tuple[date, datetime], list[int]] = {}
-    for (day, hour), totals in fold(store.grouped(["day", "hour"], start, end)).items():
+    acc: dict[tuple[date, datetime, str, str], list[int]] = {}
+    keys = ["day", "hour", "service", "model"]
+    for (day, hour, service, model), totals in fold(store.grouped(keys, start, end)).items():
         local = hour.astimezone(z).replace(tzinfo=None, fold=0)  # a DST repeated hour: one row
-        slot = acc.setdefault((day, local), [0, 0])
+        slot = acc.setdefault((day, local, service, model), [0, 0])
         slot[0] += totals.requests
         slot[1] += totals.total_tokens
-    return tuple(HourUsage(h, r, t, d) for (d, h), (r, t) in sorted(acc.items()))
+    return hours_of(acc)
+
+
+def hours_of(
+    acc: Mapping[tuple[date, datetime, str, str], Sequence[int]],
+) -> tuple[tuple[HourUsage, ...], tuple[ServiceHour, ...]]:
+    """``hourly`` and ``service_hours`` from ``(day, local hour, service, model) -> (requests, tokens)``."""
+    total: dict[tuple[date, datetime], list[int]] = {}
+    for (day, hour, _, _), (requests, tokens) in acc.items():
+        slot = total.setdefault((day, hour), [0, 0])
+        slot[0] += requests
+        slot[1] += tokens
+    return (
+        tuple(HourUsage(h, r, t, d) for (d, h), (r, t) in sorted(total.items())),
+        tuple(ServiceHour(d, h, s, m, r, t) for (d, h, s, m), (r, t) in sorted(acc.items())),
+    )
 
 
 def _users(store: UsageStore, start: date, end: date) -> tuple[UserDay, ...]:
@@ -235,12 +272,13 @@ def _read(store: UsageStore, day: date, tz: str, start: date, users_from: date) 
     )
     losses = tuple(store.losses(day))
     quality = store.quality(day)
+    hourly, service_hours = _hours(store, start, day, tz)
     return ReportData(
         day=day,
         timezone=tz,
         start=start,
         daily=tuple(_daily(store.grouped(["day", "feature", "model", "service"], start, day))),
-        hourly=_hours(store, start, day, tz),
+        hourly=hourly,
         users=_users(store, users_from, day),
         top_requests=tuple(store.top_requests(day)),
         digests=tuple(store.prompt_digests(day)),
@@ -250,6 +288,8 @@ def _read(store: UsageStore, day: date, tz: str, start: date, users_from: date) 
         losses=losses,
         folds=tuple(store.folds(day)),
         lost_records=quality.lost_records if quality is not None else sum(e.records for e in losses),
+        service_hours=service_hours,
+        provisional_through=quality.through if quality is not None and quality.provisional else None,
     )
 
 

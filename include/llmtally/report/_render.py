@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from ..budgets import budget_words
 from ..pricing import ExchangeRates
 from ._anomalies import Thresholds
 from ._charts import render_charts
@@ -78,7 +79,8 @@ def render_html(summary: Mapping[str, Any], lang: str, images: Mapping[str, str]
     """The report HTML; ``images`` maps chart names to ``src`` values (``cid:…`` or ``data:…``)."""
     fmt = Formatter(lang, summary["timezone"])
     template = _env().get_template(TEMPLATE_NAME)
-    return str(template.render(s=summary, m=messages(lang), f=fmt, img=images, lang=lang))
+    words = budget_words(lang)
+    return str(template.render(s=summary, m=messages(lang), f=fmt, img=images, lang=lang, bw=words))
 
 
 def _headline(summary: Mapping[str, Any], fmt: Formatter) -> str:
@@ -134,6 +136,16 @@ def _loss_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
     return [f"{fmt.msg['data_quality']}: {total}", *(f"- {fmt.loss(e)}" for e in losses["entries"])]
 
 
+def _budget_lines(budgets: Sequence[Mapping[str, Any]], lang: str) -> list[str]:
+    if not budgets:
+        return []
+    head = budget_words(lang)["budgets"]
+    return [
+        f"{head}: {b['name']}: {b['words']['spent']} ({b['words']['share']}); {b['words']['projection']}"
+        for b in budgets
+    ]
+
+
 def _fold_lines(summary: Mapping[str, Any], fmt: Formatter) -> list[str]:
     return [f"{fmt.msg['data_quality']}: {fmt.fold(e)}" for e in summary["folds"]]
 
@@ -145,9 +157,13 @@ def build_report(
     top_n: int = 10,
     thresholds: Thresholds | None = None,
     fx: ExchangeRates | None = None,
+    budgets: Sequence[Mapping[str, Any]] = (),
 ) -> Report:
     """Compute, chart and render the report of ``data.day`` in ``lang``; costs converted with ``fx``
-    (default: CNY without rates, so other currencies show as unconverted parts)."""
+    (default: CNY without rates, so other currencies show as unconverted parts); ``budgets`` are
+    :func:`~llmtally.budgets.budget_rows` in ``lang`` (the summary's ``budgets``).  A provisional
+    day (``data.provisional_through``) says so first, in the subject too."""
+    provisional = data.provisional_through
     rates = fx or ExchangeRates()
     fmt = Formatter(lang, data.timezone)
     summary = summarize(data, top_n=top_n, thresholds=thresholds, fx=rates)
@@ -155,8 +171,12 @@ def build_report(
     charts = render_charts(summary, trend, cost_by_model, lang)
     cid = {k: f"cid:{v}" for k, v in CHART_IDS.items()}
     inline = {k: "data:image/png;base64," + base64.b64encode(v).decode("ascii") for k, v in charts.items()}
-    headline = _headline(summary, fmt)
-    subject = fmt.msg["subject"].format(
+    # an intraday load (not yet replaced by the daily run) says so first, in the subject too
+    first = ""
+    if provisional is not None:
+        first = fmt.msg["provisional"].format(through=f"{provisional.astimezone(fmt.zone):%H:%M}")
+    headline = first + _headline(summary, fmt)
+    subject = first + fmt.msg["subject"].format(
         day=summary["day"],
         tokens=fmt.number(summary["total_tokens"]),
         change=fmt.change(summary["same_day_last_week"]["change_pct"]),
@@ -168,11 +188,14 @@ def build_report(
             *(f"- {line}" for line in fmt.unconverted(summary["converted_cost"], summary["day"])),
             fmt.msg["timezone"].format(tz=fmt.tz(summary["day"])),
             f"{fmt.msg['anomalies']}: {len(summary['anomalies'])}",
+            *_budget_lines(budgets, lang),
             *_loss_lines(summary, fmt),
             *_fold_lines(summary, fmt),
         ]
     )
-    summary = {**summary, "headline": headline}
+    through = provisional.isoformat() if provisional is not None else None
+    summary = {**summary, "headline": headline, "budgets": [dict(b) for b in budgets]}
+    summary["provisional_through"] = through
     return Report(
         day=data.day,
         lang=lang,

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._config import ENV_REPORT_DIR, ENV_REPORT_LANG, Config, load_config
 from .._exceptions import ConfigError
+from .._time import day_bounds
+from ..budgets import Budget, budget_rows, evaluate, load_budgets
 from ..pricing import ExchangeRates, load_exchange_rates
 from ._anomalies import Thresholds
 from ._data import fetch_report_data, report_store
@@ -42,13 +44,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ReportSettings:
     """``[report]`` in llmtally.toml: ``lang``, ``top``, ``dir`` and ``[report.anomalies]`` thresholds;
-    ``[currency]``: the reporting currency and exchange rates."""
+    ``[currency]``: the reporting currency and exchange rates; ``[[budgets]]``: the budgets shown."""
 
     lang: str = "zh"
     top_n: int = 10
     report_dir: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     fx: ExchangeRates = field(default_factory=ExchangeRates)
+    budgets: tuple[Budget, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config | None = None) -> ReportSettings:
@@ -69,6 +72,7 @@ class ReportSettings:
             report_dir=os.environ.get(ENV_REPORT_DIR) or table.get("dir"),
             thresholds=Thresholds.from_mapping(anomalies),
             fx=load_exchange_rates(cfg),
+            budgets=load_budgets(cfg),
         )
 
 
@@ -107,7 +111,14 @@ def make_report(
         th.outcome_baseline_days + 1,
     )
     data = fetch_report_data(source, day, tz, history_days=history, user_days=th.user_baseline_days + 1)
-    return build_report(data, lang=lang or cfg.lang, top_n=cfg.top_n, thresholds=th, fx=cfg.fx)
+    budgets: list[dict[str, Any]] = []
+    if cfg.budgets:  # each budget as it stood at the end of the day, its thresholds fired so far
+        with report_store(source) as store:
+            statuses = evaluate(store, cfg.budgets, now=day_bounds(day, tz)[1], tz=tz, rates=cfg.fx)
+            budgets = budget_rows(statuses, store, lang or cfg.lang)
+    return build_report(
+        data, lang=lang or cfg.lang, top_n=cfg.top_n, thresholds=th, fx=cfg.fx, budgets=budgets
+    )
 
 
 def write_report(report: Report, report_dir: str | os.PathLike[str]) -> tuple[Path, Path]:

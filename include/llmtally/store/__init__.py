@@ -4,12 +4,17 @@
 ``llmtally.store`` itself stays light.  :class:`MemoryStore` is the shipped test double with the same
 contract.  DSNs come from :func:`dsn_from_env` (``AIRFLOW_CONN_LLM_USAGE_DB``) or, in DAG code only,
 :func:`llmtally.store.airflow.dsn_from_airflow`.
+
+Both stores also keep the alerts' state: budget thresholds fired (``claim``, ``fired_in``:
+:class:`llmtally.budgets.BudgetState`, rows :class:`FiredThreshold`) and alert messages sent per
+channel (``sent_since``, ``record_sent``: :class:`llmtally.alerts.SentLog`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._alerts import FiredThreshold
 from ._base import FILTER_COLUMNS, SUM_COLUMNS, SUMMABLE, StoreQueries, SummedRow, UsageStore, Where, fold
 from ._dsn import DEFAULT_SCHEMA, conninfo, dsn_from_env, schema_from_env
 from ._memory import MemoryStore
@@ -41,6 +46,7 @@ __all__ = [
     "SUM_COLUMNS",
     "DayLoad",
     "DayQuality",
+    "FiredThreshold",
     "FoldEntry",
     "HourlyRow",
     "LedgerEntry",

@@ -10,7 +10,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
-from .._exceptions import ConfigError, DataQualityError, LessEvidenceError
+from .._exceptions import ConfigError, DataQualityError, FinalDayError, LessEvidenceError
 from ._rows import (
     DIMENSIONS,
     KEY_COLUMNS,
@@ -286,8 +286,15 @@ def check_evidence(
     (a file is its folder and name: compressed or rotated copies count as the same file).  That is
     what a re-run finds once retention purged raw logs or a volume is not mounted; replacing the
     day would wipe good aggregates.  Days loaded before the ledger kept sources are compared by
-    their record count only.  ``force`` replaces the day anyway.
+    their record count only.  ``force`` replaces the day anyway.  A provisional load never replaces
+    a final day (:class:`FinalDayError`, forced or not): an intraday run that ends after the daily
+    run of its day leaves the final day alone.
     """
+    if held is not None and load.quality.provisional and not held.provisional:
+        raise FinalDayError(
+            f"day {day} is already loaded as final (by the daily run); this provisional load was not "
+            "written and the final day was kept"
+        )
     if held is None or force:
         return
     new = _by_stem(load.ledger.sources if load.ledger is not None else {})

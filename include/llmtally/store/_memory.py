@@ -8,12 +8,13 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
 from .._exceptions import StorageError
+from ._alerts import FiredThreshold, check_claim, check_sent
 from ._base import (
     SUM_COLUMNS,
     GroupedRow,
@@ -69,6 +70,8 @@ class MemoryStore(StoreQueries):
         self._local = threading.local()
         self._ledger: list[LedgerEntry] = []
         self._reports: dict[tuple[date, str], tuple[str, str]] = {}
+        self._fired: dict[tuple[str, date, float], FiredThreshold] = {}
+        self._sent: list[tuple[str, datetime, int]] = []
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -236,6 +239,50 @@ class MemoryStore(StoreQueries):
         self._open()
         hit = self._reports.get((day, lang))
         return (hit[0], json.loads(hit[1])) if hit else None
+
+    def claim(
+        self,
+        budget: str,
+        period_start: date,
+        threshold: float,
+        *,
+        at: datetime,
+        spend: Decimal,
+        unit: str,
+        share: float,
+    ) -> bool:
+        """Fire ``threshold`` of ``budget`` for the period starting ``period_start``: ``True`` for the
+        first claim only (atomic under the store's lock)."""
+        self._open()
+        check_claim(budget, threshold, at, share)
+        key = (budget, period_start, float(threshold))
+        with self._lock:
+            if key in self._fired:
+                return False
+            self._fired[key] = FiredThreshold(
+                budget, period_start, float(threshold), at, Decimal(spend), unit, float(share)
+            )
+            return True
+
+    def fired_in(self, budget: str, period_start: date) -> list[FiredThreshold]:
+        """The thresholds of ``budget`` fired in the period starting ``period_start``, lowest first."""
+        self._open()
+        with self._lock:
+            rows = [f for (b, p, _), f in self._fired.items() if b == budget and p == period_start]
+        return sorted(rows, key=lambda f: f.threshold)
+
+    def sent_since(self, channel: str, since: datetime) -> int:
+        """How many alert messages ``channel`` was sent at or after ``since``."""
+        self._open()
+        with self._lock:
+            return sum(1 for name, at, _ in self._sent if name == channel and at >= since)
+
+    def record_sent(self, channel: str, at: datetime, findings: int) -> None:
+        """Note one alert message to ``channel`` at ``at`` carrying ``findings`` findings."""
+        self._open()
+        check_sent(channel, at, findings)
+        with self._lock:
+            self._sent.append((channel, at, findings))
 
     def close(self) -> None:
         """Mark closed (data is dropped)."""

@@ -42,6 +42,15 @@ the hours of each day, by every other key column and currency, written in the sa
 the day's hourly rows (and checked against them before commit).  Reads that do not group by hour
 (totals, top lists, a year of days, BI) scan it instead of ``usage_hourly``: 1/24 of the rows or
 fewer.  ``total_tokens`` is kept as a generated column for the queries written against the view.
+
+``quality.provisional`` (0006) marks a day loaded by an intraday run from the records logged until
+``quality.through``; the daily run's final load replaces it, and a provisional load never replaces
+a final day.
+
+``budget_alerts`` (0007) holds each budget threshold fired, once per budget, period and threshold
+(its primary key: the first run to insert the row fires, any later or concurrent run does not),
+with the spend and share when it fired; ``alert_log`` counts the alert messages sent per channel
+for the alerts' rate limit.
 """
 
 from __future__ import annotations
@@ -342,11 +351,46 @@ COMMENT ON TABLE {{s}}.usage_daily IS
 {_DAILY_FILL};
 """
 
+_0006 = """
+ALTER TABLE {s}.quality
+    ADD COLUMN provisional boolean NOT NULL DEFAULT false,
+    ADD COLUMN through timestamptz;
+COMMENT ON COLUMN {s}.quality.provisional IS
+  'true: loaded by an intraday run (llm_usage_hourly) from the records logged until "through"; the '
+  'daily run replaces the day with the final one.';
+"""
+
+_0007 = """
+CREATE TABLE {s}.budget_alerts (
+    budget text NOT NULL,
+    period_start date NOT NULL,
+    threshold double precision NOT NULL CHECK (threshold > 0),
+    fired_at timestamptz NOT NULL,
+    spend numeric NOT NULL,
+    unit text NOT NULL,
+    share double precision NOT NULL,
+    PRIMARY KEY (budget, period_start, threshold)
+);
+COMMENT ON TABLE {s}.budget_alerts IS
+  'Budget thresholds fired: one row per budget, period (its first day) and threshold, inserted by the '
+  'first run that saw the share reach it (ON CONFLICT DO NOTHING: a threshold fires once a period).';
+CREATE TABLE {s}.alert_log (
+    id bigserial PRIMARY KEY,
+    channel text NOT NULL,
+    sent_at timestamptz NOT NULL,
+    findings integer NOT NULL CHECK (findings >= 0)
+);
+CREATE INDEX alert_log_channel_sent_at_idx ON {s}.alert_log (channel, sent_at);
+COMMENT ON TABLE {s}.alert_log IS 'One row per alert message sent to a channel (the rate limit counts them).';
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial_schema", _0001),
     ("0002_outcomes_sources_evidence", _0002),
     ("0003_losses", _0003),
     ("0004_folds", _0004),
     ("0005_daily_rollup", _0005),
+    ("0006_provisional_days", _0006),
+    ("0007_budgets_alerts", _0007),
 ]
 """``(name, SQL)`` in order; ``{s}`` is replaced by the quoted schema name."""

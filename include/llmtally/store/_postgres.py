@@ -2,10 +2,10 @@
 
 A load of day D runs in one transaction: lock D, refuse it when it brings less evidence than the
 day holds (:func:`~llmtally.store._base.check_evidence`), delete D from every day table, COPY the
-new rows, sum them into ``usage_daily``, record the ledger entry, run the data-quality checks, commit.  Any error rolls back, so readers see
-the old day or the new one, never a mix.  A reader that needs several queries to agree (the report)
-runs them in :meth:`PostgresStore.snapshot`, one ``REPEATABLE READ READ ONLY`` transaction.  Driver
-errors become :class:`StorageError`.
+new rows, sum them into ``usage_daily``, record the ledger entry, run the data-quality checks,
+commit.  Any error rolls back, so readers see the old day or the new one, never a mix.  A reader
+that needs several queries to agree (the report) runs them in :meth:`PostgresStore.snapshot`, one
+``REPEATABLE READ READ ONLY`` transaction.  Driver errors become :class:`StorageError`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, fields
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,6 +25,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from .._exceptions import ConfigError, DataQualityError, StorageError
+from ._alerts import FiredThreshold, check_claim, check_sent
 from ._base import (
     SUM_COLUMNS,
     GroupedRow,
@@ -61,8 +63,8 @@ __all__ = ["PostgresStore"]
 
 _LOCK_NS = 0x11A7  # advisory-lock namespace of llmtally
 _DAY_TABLES = (
-    "usage_hourly", "usage_daily", "reconciliation", "quality", "top_requests", "quarantine", "prompt_digests", "losses",
-    "folds",
+    "usage_hourly", "usage_daily", "reconciliation", "quality", "top_requests", "quarantine",
+    "prompt_digests", "losses", "folds",
 )  # fmt: skip
 _HOURLY = list(HOURLY_COLUMNS)
 _DAILY_KEY = sql.SQL(", ").join(map(sql.Identifier, ["day", *DIMENSIONS, "http_status", "currency"]))
@@ -496,3 +498,50 @@ class PostgresStore(StoreQueries):
         """An archived report."""
         rows = self._select("report_archive", ["html", "json"], "day = %s AND lang = %s", (day, lang), "day")
         return (rows[0][0], rows[0][1]) if rows else None
+
+    # ------------------------------------------------------------------ alert state
+
+    def claim(
+        self,
+        budget: str,
+        period_start: date,
+        threshold: float,
+        *,
+        at: datetime,
+        spend: Decimal,
+        unit: str,
+        share: float,
+    ) -> bool:
+        """Fire ``threshold`` of ``budget`` for the period starting ``period_start``: ``True`` for the
+        first claim only, in every session (``INSERT … ON CONFLICT DO NOTHING RETURNING`` on
+        ``budget_alerts``' primary key, so two overlapping runs cannot both fire)."""
+        check_claim(budget, threshold, at, share)
+        query = self._q(
+            "INSERT INTO {s}.budget_alerts (budget, period_start, threshold, fired_at, spend, unit, share) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING budget"
+        )
+        params = (budget, period_start, float(threshold), at, Decimal(spend), unit, float(share))
+        with self._errors("claiming a budget threshold"), self._conn.transaction(), self._cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchone() is not None
+
+    def fired_in(self, budget: str, period_start: date) -> list[FiredThreshold]:
+        """The thresholds of ``budget`` fired in the period starting ``period_start``, lowest first."""
+        cols = ["budget", "period_start", "threshold", "fired_at", "spend", "unit", "share"]
+        rows = self._select(
+            "budget_alerts", cols, "budget = %s AND period_start = %s", (budget, period_start), "threshold"
+        )
+        return [FiredThreshold(*r) for r in rows]
+
+    def sent_since(self, channel: str, since: datetime) -> int:
+        """How many alert messages ``channel`` was sent at or after ``since`` (``alert_log``)."""
+        query = self._q("SELECT count(*) FROM {s}.alert_log WHERE channel = %s AND sent_at >= %s")
+        rows = self._fetch(query, (channel, since))
+        return int(rows[0][0]) if rows else 0
+
+    def record_sent(self, channel: str, at: datetime, findings: int) -> None:
+        """Note one alert message to ``channel`` at ``at`` carrying ``findings`` findings."""
+        check_sent(channel, at, findings)
+        query = self._q("INSERT INTO {s}.alert_log (channel, sent_at, findings) VALUES (%s, %s, %s)")
+        with self._errors("recording an alert sent"), self._conn.transaction(), self._cursor() as cur:
+            cur.execute(query, (channel, at, findings))

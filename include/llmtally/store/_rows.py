@@ -253,6 +253,8 @@ class DayQuality:
     were lost (never in the totals: the day's bill is short by them; see :class:`LossEntry`).
     ``folded_values`` users and tenants over the cardinality limit were folded into ``(other)``,
     with ``folded_requests`` requests (still in the totals; see :class:`FoldEntry`).
+    ``provisional`` days were loaded by an intraday run (``llm_usage_hourly``) from the records
+    logged until ``through`` (UTC); the daily run replaces them with the final day.
     """
 
     day: date
@@ -291,6 +293,8 @@ class DayQuality:
     lost_records: int = 0
     folded_values: int = 0
     folded_requests: int = 0
+    provisional: bool = False
+    through: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from .._exceptions import InputError, LlmtallyError, StorageError
-from .._time import report_timezone, zone
+from .._time import day_bounds, report_timezone, zone
 from ..report import ReportSettings
 from ..store import UsageStore
 from ._csv import table_csv
@@ -100,9 +100,12 @@ def create_app(
 
     def page(request: Request) -> tuple[str, dict[str, Any]]:
         q = parse_query(request.query_params.multi_items(), today=local_today(), default_lang=cfg.lang)
+        rates = exchange_rates()
+        end = day_bounds(q.end, tz)[1]  # budgets as they stood at the end of the range, or now
+        at = end if q.end < local_today() else min(end, datetime.now(UTC))
         with open_store() as s:
-            data = read_page(s, q, tz, cfg.thresholds)
-        html, tables = render_page(data, exchange_rates(), base=_base(request))
+            data = read_page(s, q, tz, cfg.thresholds, budgets=cfg.budgets, rates=rates, now=at)
+        html, tables = render_page(data, rates, base=_base(request))
         return html, {"tables": tables, "query": q}
 
     @app.get("/", response_class=HTMLResponse)

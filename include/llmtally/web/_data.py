@@ -9,12 +9,15 @@ email report of that day reads, so the page and the email never disagree on a da
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from .._time import day_bounds
+from ..budgets import Budget, budget_rows, evaluate
+from ..pricing import ExchangeRates
 from ..report import Anomaly, Thresholds
 from ..store import DayQuality, LossEntry, ReconciliationRow, SummedRow, UsageStore, Where
 from ._anomaly import day_anomalies
@@ -125,6 +128,9 @@ class PageData:
     quarantine: list[tuple[date, str, int]]
     losses: list[LossEntry]
     archived: list[tuple[date, str]]
+    budgets: tuple[Mapping[str, Any], ...] = ()
+    """Each configured budget as it stands at the end of the range (or now, in the range's last day):
+    :func:`~llmtally.budgets.budget_rows` in the page's language, for all traffic."""
 
     @property
     def total(self) -> Usage:
@@ -151,10 +157,23 @@ def _reconciliation(rows: list[ReconciliationRow], where: dict[str, str]) -> lis
     ]
 
 
-def read_page(store: UsageStore, query: PageQuery, timezone: str, thresholds: Thresholds) -> PageData:
-    """Read the page for ``query`` from ``store`` (one snapshot)."""
+def read_page(
+    store: UsageStore,
+    query: PageQuery,
+    timezone: str,
+    thresholds: Thresholds,
+    *,
+    budgets: Sequence[Budget] = (),
+    rates: ExchangeRates | None = None,
+    now: datetime | None = None,
+) -> PageData:
+    """Read the page for ``query`` from ``store`` (one snapshot); ``budgets`` are evaluated at
+    ``now`` (default: the end of the range's last day, or the current time when that is earlier),
+    their currencies converted with ``rates``."""
     q, where = query, query.where
+    at = now or min(datetime.now(UTC), day_bounds(q.end, timezone)[1])
     with store.snapshot():
+        statuses = evaluate(store, budgets, now=at, tz=timezone, rates=rates) if budgets else []
         days = {
             k[0]: u for k, u in read_usage(store, ["day"], q.start - timedelta(days=7), q.end, where).items()
         }
@@ -177,4 +196,5 @@ def read_page(store: UsageStore, query: PageQuery, timezone: str, thresholds: Th
             quarantine=store.quarantine_reasons(q.start, q.end),
             losses=store.losses_between(q.start, q.end),
             archived=store.archived_days(q.start, q.end),
+            budgets=tuple(budget_rows(statuses, store, q.lang)),
         )

@@ -80,6 +80,10 @@ _PAGE: dict[str, dict[str, str]] = {
         "timeouts": "Timeouts",
         "abandoned": "Abandoned",
         "not_loaded": "No day of this range has been loaded yet.",
+        "provisional_day": (
+            "{day} is provisional: the records logged until {through}, loaded by the intraday run; "
+            "the daily run replaces it with the final day."
+        ),
         "no_raw_text": "Aggregates only: llmtally never shows prompt or completion text.",
         "run_title": "Usage of this run",
         "run_state": "Run state",
@@ -176,6 +180,9 @@ _PAGE: dict[str, dict[str, str]] = {
         "timeouts": "超时",
         "abandoned": "客户端中止",
         "not_loaded": "该范围内还没有加载任何一天。",
+        "provisional_day": (
+            "{day} 为临时数据：日内任务加载的截至 {through} 的记录；每日任务将以最终数据替换。"
+        ),
         "no_raw_text": "仅汇总数据：llmtally 从不显示提示词或回复文本。",
         "run_title": "本次运行的用量",
         "run_state": "运行状态",

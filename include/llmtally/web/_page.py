@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from ..budgets import budget_words
 from ..report._i18n import Formatter
 from ._currency import ExchangeRates, reporting_total
 from ._data import PageData
@@ -120,6 +121,13 @@ def render_page(data: PageData, rates: ExchangeRates, *, base: str) -> tuple[str
             cell=lambda col, v: cell_text(col, v, f),
             raw=data_value,
             loaded=loaded,
+            budgets=data.budgets,
+            bw=budget_words(lang),
+            provisional=[
+                (d.day.isoformat(), f"{d.through.astimezone(f.zone):%Y-%m-%d %H:%M}" if d.through else "")
+                for d in data.quality
+                if d.provisional
+            ],
             tz=f.tz(q.end),
             other_lang=other,
             other_lang_qs=replace(q, lang=other).query_string(),
