@@ -74,7 +74,12 @@ def test_every_param_speaks_the_users_language() -> None:
 
     bag = DagBag(str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"llm_usage_daily", "llm_usage_hourly", "llm_usage_report", "llm_usage_maintenance"}
+    assert set(bag.dags) == {
+        "llm_usage_daily",
+        "llm_usage_hourly",
+        "llm_usage_report",
+        "llm_usage_maintenance",
+    }
     for dag_id, dag in bag.dags.items():
         params = DagSerialization.to_dict(dag)["dag"]["params"]
         assert {name for name, _ in params} == set(dag.params.keys()), dag_id

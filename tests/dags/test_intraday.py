@@ -133,6 +133,16 @@ def _shown(dsn: str) -> tuple[Any, str]:
     return report, page.text
 
 
+def _export_stderr() -> str:
+    from click.testing import CliRunner
+
+    from llmtally.cli import main
+
+    out = CliRunner().invoke(main, ["export", "--from", str(DAY), "--to", str(DAY), "--by", "service"])
+    assert out.exit_code == 0, out.output
+    return out.stderr
+
+
 def totals(dsn: str) -> tuple[int, int, int]:
     return day_totals(dsn, DAY, TZ, schema=SCHEMA)
 
@@ -160,6 +170,7 @@ def test_provisional_days_follow_the_logs_and_the_daily_run_replaces_them(
     assert datetime.fromisoformat(report.summary["provisional_through"]) == local(12)
     assert report.subject.startswith("Provisional (records logged until 12:00")
     assert f'data-provisional="{DAY.isoformat()}"' in page and "12:00" in page
+    assert f"warning: {DAY} is provisional" in _export_stderr()
 
     # the files grow (the half-written lines are finished, more follow); the next run adds only them
     logs.grow_to(local(16))
@@ -186,6 +197,7 @@ def test_provisional_days_follow_the_logs_and_the_daily_run_replaces_them(
     report, page = _shown(dsn)
     assert report.summary["provisional_through"] is None and not report.subject.startswith("Provisional")
     assert "data-provisional" not in page
+    assert "provisional" not in _export_stderr()
     staging = Path(env["LLMTALLY_STAGING_DIR"])
     assert not (staging / DAY.isoformat() / "_intraday").exists(), "the day's recount cache outlived it"
 

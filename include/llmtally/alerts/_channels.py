@@ -10,7 +10,8 @@ query (they hold the vendor's secret token).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,6 +26,7 @@ from ._finding import AlertBatch
 
 __all__ = [
     "Channel",
+    "HttpChannel",
     "Reply",
     "TransientDeliveryError",
     "dumps",
@@ -33,6 +35,30 @@ __all__ = [
     "redact",
     "refused",
 ]
+
+
+class HttpChannel:
+    """What every chat and webhook channel holds: the URL it posts to (the vendor's token is in it),
+    its name (the connection id), an optional signing ``secret``, its own language, the timeout, and
+    the clock signatures are timed by.  Subclasses add ``send``; ``DEFAULT_NAME`` names them."""
+
+    DEFAULT_NAME = "channel"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        secret: str | None = None,
+        lang: str | None = None,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url, self.name, self.secret, self.lang = url, name or self.DEFAULT_NAME, secret or None, lang
+        self.timeout, self._clock = timeout, clock
+
+    def __repr__(self) -> str:  # never the URL: it holds the token
+        return f"{type(self).__name__}(name={self.name!r}, signed={self.secret is not None})"
 
 
 @runtime_checkable

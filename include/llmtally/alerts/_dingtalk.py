@@ -15,13 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus
 
 from .._exceptions import DeliveryError
-from ._channels import TransientDeliveryError, dumps, json_reply, post_json, refused
+from ._channels import HttpChannel, TransientDeliveryError, dumps, json_reply, post_json, refused
 from ._finding import AlertBatch
 from ._render import MARKDOWN, fit, header, lines, run_line
 
@@ -41,24 +39,10 @@ def dingtalk_payload(batch: AlertBatch) -> dict[str, Any]:
     return {"msgtype": "markdown", "markdown": {"title": head, "text": text}}
 
 
-class DingTalkChannel:
+class DingTalkChannel(HttpChannel):
     """Posts a batch to a DingTalk robot ``url``; signs the URL when ``secret`` is set."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        name: str = "dingtalk",
-        secret: str | None = None,
-        lang: str | None = None,
-        timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.url, self.name, self.secret, self.lang = url, name, secret or None, lang
-        self.timeout, self._clock = timeout, clock
-
-    def __repr__(self) -> str:
-        return f"DingTalkChannel(name={self.name!r}, signed={self.secret is not None})"
+    DEFAULT_NAME = "dingtalk"
 
     def signed_url(self) -> str:
         """The URL with ``&timestamp=…&sign=…`` when a secret is set."""

@@ -15,12 +15,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import DeliveryError
-from ._channels import TransientDeliveryError, dumps, json_reply, post_json, refused
+from ._channels import HttpChannel, TransientDeliveryError, dumps, json_reply, post_json, refused
 from ._finding import AlertBatch
 from ._render import MARKDOWN, fit, header, lines, run_line
 
@@ -49,24 +47,10 @@ def feishu_payload(batch: AlertBatch) -> dict[str, Any]:
     }
 
 
-class FeishuChannel:
+class FeishuChannel(HttpChannel):
     """Posts a batch to a Feishu/Lark bot ``url``; signs the body when ``secret`` is set."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        name: str = "feishu",
-        secret: str | None = None,
-        lang: str | None = None,
-        timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.url, self.name, self.secret, self.lang = url, name, secret or None, lang
-        self.timeout, self._clock = timeout, clock
-
-    def __repr__(self) -> str:
-        return f"FeishuChannel(name={self.name!r}, signed={self.secret is not None})"
+    DEFAULT_NAME = "feishu"
 
     def signature(self) -> dict[str, str]:
         """``{"timestamp": …, "sign": …}`` for the body, empty without a secret."""

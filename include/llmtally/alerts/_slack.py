@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._channels import dumps, post_json, refused
+from ._channels import HttpChannel, dumps, post_json, refused
 from ._finding import AlertBatch
 from ._render import PLAIN, SLACK, fit, header, lines, more_line, run_line, truncate_bytes
 
@@ -48,16 +48,10 @@ def slack_payload(batch: AlertBatch) -> dict[str, Any]:
     return {"text": truncate_bytes(text, _FALLBACK_BYTES), "blocks": blocks}
 
 
-class SlackChannel:
+class SlackChannel(HttpChannel):
     """Posts a batch to a Slack incoming webhook ``url`` (the URL is the secret)."""
 
-    def __init__(
-        self, url: str, *, name: str = "slack", lang: str | None = None, timeout: float = 10.0
-    ) -> None:
-        self.url, self.name, self.lang, self.timeout = url, name, lang, timeout
-
-    def __repr__(self) -> str:
-        return f"SlackChannel(name={self.name!r})"
+    DEFAULT_NAME = "slack"
 
     def send(self, batch: AlertBatch) -> None:
         """POST the message; success is HTTP 200 with the body ``ok``."""

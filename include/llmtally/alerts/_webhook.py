@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from ._channels import dumps, post_json, refused
+from ._channels import HttpChannel, dumps, post_json, refused
 from ._finding import AlertBatch
 from ._render import header
 
@@ -75,24 +73,10 @@ def webhook_payload(batch: AlertBatch) -> dict[str, Any]:
     }
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel):
     """POSTs the version-1 JSON payload to ``url``; signs it when ``secret`` is set."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        name: str = "webhook",
-        secret: str | None = None,
-        lang: str | None = None,
-        timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.url, self.name, self.secret, self.lang = url, name, secret or None, lang
-        self.timeout, self._clock = timeout, clock
-
-    def __repr__(self) -> str:
-        return f"WebhookChannel(name={self.name!r}, signed={self.secret is not None})"
+    DEFAULT_NAME = "webhook"
 
     def send(self, batch: AlertBatch) -> None:
         """POST the payload; anything but a 2xx answer raises :class:`DeliveryError`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._exceptions import DeliveryError
-from ._channels import TransientDeliveryError, dumps, json_reply, post_json, refused
+from ._channels import HttpChannel, TransientDeliveryError, dumps, json_reply, post_json, refused
 from ._finding import AlertBatch
 from ._render import MARKDOWN, fit, header, lines, run_line
 
@@ -30,16 +30,10 @@ def wecom_payload(batch: AlertBatch) -> dict[str, Any]:
     return {"msgtype": "markdown", "markdown": {"content": content}}
 
 
-class WeComChannel:
+class WeComChannel(HttpChannel):
     """Posts a batch to a WeCom group robot ``url`` (with its ``key``)."""
 
-    def __init__(
-        self, url: str, *, name: str = "wecom", lang: str | None = None, timeout: float = 10.0
-    ) -> None:
-        self.url, self.name, self.lang, self.timeout = url, name, lang, timeout
-
-    def __repr__(self) -> str:
-        return f"WeComChannel(name={self.name!r})"
+    DEFAULT_NAME = "wecom"
 
     def send(self, batch: AlertBatch) -> None:
         """POST the message; ``errcode != 0`` raises :class:`DeliveryError` with WeCom's ``errmsg``."""

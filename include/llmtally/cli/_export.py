@@ -44,7 +44,8 @@ def export(
     tokens, share, cost per currency.  The same numbers as the usage page's CSV downloads.
 
     CSV is UTF-8 with a BOM (Excel reads Chinese names) and neutralises cells a spreadsheet would
-    run as a formula; Parquet keeps types (cost as an exact decimal) and needs pyarrow.
+    run as a formula; Parquet keeps types (cost as an exact decimal) and needs pyarrow.  A day of
+    the range still provisional (an intraday load) is named in a warning on stderr.
     """
     from ..store import PostgresStore, dsn_from_env, schema_from_env
     from ..web._csv import table_csv
@@ -55,6 +56,10 @@ def export(
         first, last = parse_date("--from", start), parse_date("--to", end)
         with PostgresStore(dsn or dsn_from_env(), schema=schema_from_env(), migrate=False) as store:
             table = usage_export(store, first, last, by.split(","), _filters(filters))
+            provisional = [q for q in store.quality_between(first, last) if q.provisional]
+        for q in provisional:  # a chargeback of a day still being written must say so
+            click.echo(f"warning: {q.day} is provisional (the records logged until {q.through}); "
+                       "the daily run replaces it with the final day", err=True)  # fmt: skip
         body = table_csv(table) if fmt == "csv" else parquet_bytes(table)
     except LlmtallyError as exc:
         raise click.ClickException(str(exc)) from exc
