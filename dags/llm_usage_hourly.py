@@ -81,7 +81,9 @@ def llm_usage_hourly() -> None:
 
         return intraday.alert(p, loaded)
 
-    @task(retries=0)
+    # Whatever the alerts did (their findings are claimed: a re-run would not resend them), the run's
+    # staging goes; the day's recount cache stays for the next run.
+    @task(retries=0, trigger_rule="all_done")
     def cleanup(p: dict[str, object]) -> None:
         from llmtally.jobs import daily
 

@@ -12,7 +12,7 @@ Every error the library raises on purpose derives from :class:`LlmtallyError`::
     ├── StorageError                          the database failed (driver errors mapped here)
     ├── DataQualityError                      a post-load check found inconsistent aggregates
     │   ├── LessEvidenceError                 a re-run found fewer records/files: the day was kept
-    │   └── FinalDayError                     a provisional load met a final day: the day was kept
+    │   └── FinalDayError                     a provisional load met a final day or a later cut: kept
     └── DeliveryError                         a report or an alert could not be sent
         └── TransientDeliveryError            (llmtally.alerts) worth a retry: timeout, 429, 5xx
 
@@ -113,6 +113,6 @@ class LessEvidenceError(DataQualityError):
 
 
 class FinalDayError(DataQualityError):
-    """A provisional (intraday) load met a day the daily run already loaded as final; the final day
-    was kept.  Raised by :meth:`UsageStore.load_day` whatever ``force`` says: only a final load
-    replaces a final day."""
+    """A provisional (intraday) load met a day the daily run already loaded as final, or one an
+    intraday run cut later; the day was kept.  Raised by :meth:`UsageStore.load_day` whatever
+    ``force`` says: only a final load replaces a final day, only a later cut a provisional one."""

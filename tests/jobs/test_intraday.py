@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from llmtally import ConfigError
 from llmtally.alerts import Finding
 from llmtally.jobs import intraday
 from llmtally.report import Anomaly
@@ -61,3 +63,17 @@ def test_anomalies_become_findings_in_both_languages_sent_once_per_day() -> None
         for f in findings + intraday.anomaly_findings([(day, spike)], day.isoformat())
     ]
     assert claims == [True, True, False]  # the same spike found by the next run is not sent again
+
+
+def test_alerts_settings_become_the_delivery_policy(tmp_path: Path) -> None:
+    from llmtally._config import load_config
+
+    path = tmp_path / "llmtally.toml"
+    path.write_text('[alerts]\nquiet_hours = "22:00-08:00"\nmax_per_hour = 3\n', encoding="utf-8")
+    policy = intraday.alert_policy(load_config(path), "Asia/Kolkata")
+    assert (policy.quiet_hours, policy.max_per_hour, policy.timezone) == ("22:00-08:00", 3, "Asia/Kolkata")
+    assert policy.is_quiet(datetime(2026, 12, 2, 17, 0, tzinfo=UTC))  # 22:30 in Kolkata
+    assert not policy.is_quiet(datetime(2026, 12, 2, 6, 0, tzinfo=UTC))  # 11:30
+    path.write_text('[alerts]\nquiet = "22:00-08:00"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[alerts\] quiet unknown"):
+        intraday.alert_policy(load_config(path), "Asia/Kolkata")

@@ -160,8 +160,11 @@ def test_a_provisional_day_is_replaced_by_the_final_one_and_never_the_other_way(
     assert held is not None and (held.provisional, held.through) == (True, noon)
     later = _provisional(day_load(D1, scale=2, run_id="hourly-2"), noon + timedelta(hours=4))
     store.load_day(later)  # a later cut replaces an earlier one
-    with pytest.raises(LessEvidenceError):
-        store.load_day(early)  # an earlier cut run again does not replace a later one
+    for older in (early, _provisional(day_load(D1, scale=5, run_id="hourly-1-again"), noon)):
+        with pytest.raises(FinalDayError, match="later provisional cut"):
+            store.load_day(older)  # an earlier cut run again never replaces a later one, more records or not
+    held = store.quality(D1)
+    assert held is not None and held.through == noon + timedelta(hours=4)
     final = day_load(D1, scale=3, run_id="daily")
     store.load_day(final)  # the daily run's final day replaces the provisional one
     assert store.quality(D1) == final.quality and not final.quality.provisional

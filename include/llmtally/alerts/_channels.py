@@ -10,6 +10,7 @@ query (they hold the vendor's secret token).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,18 @@ class HttpChannel:
 
     def __repr__(self) -> str:  # never the URL: it holds the token
         return f"{type(self).__name__}(name={self.name!r}, signed={self.secret is not None})"
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO: the vendors' tokens are in it.  Redacted here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactUrls())
 
 
 @runtime_checkable

@@ -74,7 +74,16 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-MARKDOWN = Markup(bold=lambda s: f"**{s}**", link=lambda t, u: f"[{t}]({u})", escape=lambda s: s)
+_MARKDOWN_SAFE = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "*": "＊", "`": "｀"})
+
+
+def _markdown_escape(text: str) -> str:
+    # Names are user-controlled (feature, user, tenant tags): no links, tags (Feishu's <at id=all>),
+    # emphasis or code from them; full-width look-alikes read the same and mean nothing
+    return text.translate(_MARKDOWN_SAFE)
+
+
+MARKDOWN = Markup(bold=lambda s: f"**{s}**", link=lambda t, u: f"[{t}]({u})", escape=_markdown_escape)
 """DingTalk, Feishu card and WeCom markdown."""
 SLACK = Markup(bold=lambda s: f"*{s}*", link=lambda t, u: f"<{u}|{t}>", escape=_slack_escape)
 """Slack ``mrkdwn``."""

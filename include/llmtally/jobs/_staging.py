@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import logging
 import os
 import re
 import secrets
@@ -36,6 +37,7 @@ from ..store._rows import LossEntry, QuarantineEntry
 __all__ = ["ParseIndex", "RecountCache", "StagedRecounts", "Staging"]
 
 T = TypeVar("T")
+_log = logging.getLogger("llmtally.jobs")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -153,10 +155,15 @@ class RecountCache:
         return _root(root) / day / cls.FOLDER
 
     def read(self, ids: set[str]) -> StagedRecounts:
-        """The cached recounts of ``ids`` (those no run recounted are absent)."""
+        """The cached recounts of ``ids`` (those no run recounted are absent).  A file that cannot be
+        read (gone with a cleanup, or broken) is skipped with a warning: its records are recounted."""
         out: StagedRecounts = {}
         for path in sorted(self.stage.path.glob("recount-*.json.gz")):
-            part = self.stage.read(path.name.removesuffix(".json.gz"), StagedRecounts)
+            try:
+                part = self.stage.read(path.name.removesuffix(".json.gz"), StagedRecounts)
+            except InputError as exc:
+                _log.warning("recount cache: %s skipped, its records are recounted: %s", path.name, exc)
+                continue
             out.update((rid, rc) for rid, rc in part.items() if rid in ids)
         return out
 

@@ -176,7 +176,7 @@ def _records(p: Plan, files: Iterable[str], ids: set[str]) -> Iterator[Any]:
     """The day's records from ``files``, streamed, restricted to the ids ``parse`` fixed."""
     from ..pipeline import DayParser
 
-    return (r for r in DayParser(_day(p), p["tz"]).parse(list(files)) if r.id in ids)
+    return (r for r in DayParser(_day(p), p["tz"], until=_until(p)).parse(list(files)) if r.id in ids)
 
 
 def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,15 +391,10 @@ def load(p: Plan, reconciled: Mapping[str, Any]) -> dict[str, Any]:
     with open_store(usage_dsn()) as store:
         try:
             store.load_day(day_load, force=bool(p.get("force")))
-        except FinalDayError:
-            log.info(
-                "load: %s is already final (the daily run loaded it); provisional load skipped", p["day"]
-            )
-            return {"loaded": False, "final": True}
+        except FinalDayError as exc:  # the daily run, or a later cut, got there first
+            log.info("load: provisional load skipped: %s", exc)
+            return {"loaded": False, "kept": True}
         except LessEvidenceError as exc:
-            if provisional:  # a re-run of an earlier cut: a later one is already loaded
-                log.warning("load: provisional %s skipped: %s", p["day"], exc)
-                return {"loaded": False, "superseded": True}
             # Retrying cannot bring purged files back: fail now, saying why and how to force.
             log.error("load: %s", exc)
             _fail_without_retry(str(exc))

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._config import load_config
-from .._exceptions import DeliveryError, LlmtallyError
+from .._exceptions import ConfigError, DeliveryError
 from .._time import day_bounds, local_day, report_timezone
 from . import daily
 from ._staging import RecountCache
@@ -110,19 +110,37 @@ def _channel(conn_id: str) -> Any:
     return channel_from_airflow(conn_id)
 
 
+def alert_policy(cfg: Any, tz: str) -> Any:
+    """The delivery policy of ``[alerts]`` in llmtally.toml (``quiet_hours = "22:00-08:00"``,
+    ``max_per_hour``, ``attempts``, ``backoff_s``), in the report time zone."""
+    from ..alerts import DeliveryPolicy
+
+    table = dict(cfg.section("alerts"))
+    known = {"quiet_hours", "max_per_hour", "attempts", "backoff_s", "max_backoff_s"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[alerts] {', '.join(unknown)} unknown; known: {', '.join(sorted(known))}")
+    return DeliveryPolicy(timezone=tz, **table)
+
+
 def alert(p: daily.Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
     """Budgets and anomalies of the day so far, each sent once (a budget threshold once per period,
-    an anomaly once per day: claimed in the store before sending, so re-runs and overlapping runs
-    send nothing twice), grouped into one message per channel.  Budgets go to their own channels,
-    anomalies to the connections named by the Variable ``llm_usage_alert_channels``.  A failed
-    channel does not stop the others; the task fails afterwards, naming it, so it shows in the UI."""
+    an anomaly once per day), grouped into one message per channel.  Budgets go to their own
+    channels, anomalies to the connections named by the Variable ``llm_usage_alert_channels``.
+
+    The channels are built first, and only findings with a channel to go to are claimed (in the
+    store, before sending, so re-runs and overlapping runs send nothing twice); in quiet hours
+    (``[alerts] quiet_hours``) only critical findings are claimed and sent, the rest wait for the
+    first run after them.  A channel that fails or is over its rate limit does not stop the others;
+    the task fails afterwards, naming it, so it shows in the UI (its findings were claimed: they
+    are not sent again)."""
     if p.get("dry_run") or not p.get("alerts", True) or not loaded.get("loaded"):
         log.info("alert: nothing evaluated (dry run, alerts off, or no provisional load)")
         return {"findings": 0, "channels": {}}
     from airflow.sdk import Variable
 
     from ..alerts import RunInfo, deliver
-    from ..budgets import budget_findings, evaluate, load_budgets
+    from ..budgets import budget_findings, evaluate, load_budgets, severity_of
     from ..pricing import load_exchange_rates
     from ..report import Thresholds
     from ..store import open_store
@@ -130,43 +148,61 @@ def alert(p: daily.Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
 
     cfg = load_config()
     until = datetime.fromisoformat(p["until"])
+    now = datetime.now(UTC)
     day = date.fromisoformat(p["day"])
     lang = p.get("lang") or str(cfg.section("report").get("lang") or "zh")
-    by_channel: dict[str, list[Any]] = {}
+    policy = alert_policy(cfg, p["tz"])
+    quiet = policy.is_quiet(now)
+    budgets = load_budgets(cfg)
+    anomaly_ids = _split(Variable.get(VAR_ALERT_CHANNELS, default=None))
+    channels: dict[str, Any] = {}
     results: dict[str, str] = {}
+    for conn_id in dict.fromkeys([*anomaly_ids, *(c for b in budgets for c in b.channels)]):
+        try:
+            channels[conn_id] = _channel(conn_id)
+        except Exception as exc:  # a missing or bad connection fails that channel only
+            log.warning("alert: channel %s cannot be used: %s", conn_id, exc)
+            results[conn_id] = "failed"
+    by_channel: dict[str, list[Any]] = {}
     with open_store(daily.usage_dsn()) as store:
-        statuses = evaluate(store, load_budgets(cfg), now=until, tz=p["tz"], rates=load_exchange_rates(cfg))
+        statuses = evaluate(store, budgets, now=until, tz=p["tz"], rates=load_exchange_rates(cfg))
+        statuses = [
+            st for st in statuses
+            if any(c in channels for c in st.budget.channels)
+            and not (quiet and st.crossed and severity_of(max(st.crossed)) != "critical")
+        ]  # fmt: skip
         for budget, findings in budget_findings(statuses, store, now=until).items():
             for conn_id in budget.channels:
-                by_channel.setdefault(conn_id, []).extend(findings)
+                if conn_id in channels:
+                    by_channel.setdefault(conn_id, []).extend(findings)
         thresholds = Thresholds.from_mapping(cfg.section("report").get("anomalies", {}))
         found = day_anomalies(store, day, day, p["tz"], thresholds, now=until)
-        fresh = [
-            f
-            for f in anomaly_findings(found, p["day"])
-            if store.claim(f.key, day, 1.0, at=until, spend=Decimal(0), unit="anomaly", share=1.0)
-        ]
-        for conn_id in _split(Variable.get(VAR_ALERT_CHANNELS, default=None)):
-            by_channel.setdefault(conn_id, []).extend(fresh)
+        wanted = [
+            f for f in anomaly_findings(found, p["day"]) if not quiet or f.severity == "critical"
+        ] if any(c in channels for c in anomaly_ids) else []  # fmt: skip
+        fresh = [f for f in wanted if store.claim(f.key, day, 1.0, at=now, spend=Decimal(0), unit="anomaly",
+                                                  share=1.0)]  # fmt: skip
+        for conn_id in anomaly_ids:
+            if conn_id in channels:
+                by_channel.setdefault(conn_id, []).extend(fresh)
         run = RunInfo(day, dag_id="llm_usage_hourly", run_id=p["run_id"], provisional=True)
         for conn_id, findings in by_channel.items():
-            try:
-                channel = _channel(conn_id)
-            except LlmtallyError as exc:  # a missing or bad connection fails that channel only
-                log.warning("alert: channel %s: %s", conn_id, exc)
-                results[conn_id] = "failed"
-                continue
-            (result,) = deliver(findings, [channel], run=run, state=store, now=until, lang=lang)
-            results[conn_id] = str(result.status)
-    failed = sorted(c for c, status in results.items() if status == "failed")
+            if findings:
+                (result,) = deliver(
+                    findings, [channels[conn_id]], run=run, state=store, now=now, lang=lang, policy=policy
+                )
+                results[conn_id] = str(result.status)
+    failed = sorted(c for c, status in results.items() if status in ("failed", "rate_limited"))
     log.info(
-        "alert: %d budgets evaluated, %d anomalies (%d new); deliveries: %s",
-        len(statuses), len(found), len(fresh), results or "none",
+        "alert: %d budgets evaluated, %d anomalies (%d new)%s; deliveries: %s",
+        len(statuses), len(found), len(fresh), " (quiet hours: critical only)" if quiet else "",
+        results or "none",
     )  # fmt: skip
     if failed:
         raise DeliveryError(
-            f"alert channels failed: {', '.join(failed)} (the others were delivered; see the warnings "
-            "above). The findings were claimed: a re-run does not send them again."
+            f"alert channels not delivered: {', '.join(failed)} (failed or over their rate limit; the "
+            "others were delivered, see the warnings above). The findings were claimed: a re-run "
+            "does not send them again."
         )
     return {"findings": sum(len(v) for v in by_channel.values()), "channels": results}
 

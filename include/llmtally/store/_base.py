@@ -287,13 +287,19 @@ def check_evidence(
     what a re-run finds once retention purged raw logs or a volume is not mounted; replacing the
     day would wipe good aggregates.  Days loaded before the ledger kept sources are compared by
     their record count only.  ``force`` replaces the day anyway.  A provisional load never replaces
-    a final day (:class:`FinalDayError`, forced or not): an intraday run that ends after the daily
-    run of its day leaves the final day alone.
+    a final day nor a provisional one cut later (:class:`FinalDayError`, forced or not): an intraday
+    run that ends after the daily run of its day, or a re-run of an older cut, leaves the day alone.
     """
     if held is not None and load.quality.provisional and not held.provisional:
         raise FinalDayError(
             f"day {day} is already loaded as final (by the daily run); this provisional load was not "
             "written and the final day was kept"
+        )
+    later, cut = held.through if held is not None else None, load.quality.through
+    if held is not None and held.provisional and load.quality.provisional and later and cut and later > cut:
+        raise FinalDayError(
+            f"day {day} already holds a later provisional cut (records until {later}); this run's cut "
+            f"({cut}) was not written"
         )
     if held is None or force:
         return
