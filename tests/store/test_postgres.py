@@ -114,6 +114,15 @@ def test_a_rollup_that_disagrees_with_its_hours_fails_the_check(pg_dsn: str, pg_
         conn.commit()
         with pytest.raises(DataQualityError, match="usage_daily does not sum to usage_hourly"):
             store.check_day(D1)
+        assert store.rebuild_daily(D1, D1) == 1  # rebuilt from the hours: right again
+        store.check_day(D1)
+        conn.execute(f'DELETE FROM "{pg_schema}".usage_hourly WHERE day = %s', (D1,))
+        conn.commit()
+        assert store.rebuild_daily(D1, D1) == 0  # no hours left: no rollup either
+        left = conn.execute(
+            f'SELECT count(*) FROM "{pg_schema}".usage_daily WHERE day = %s', (D1,)
+        ).fetchone()
+        assert left == (0,)
 
 
 def test_failure_mid_load_rolls_back(pg_dsn: str, pg_schema: str) -> None:

@@ -322,10 +322,17 @@ class PostgresStore(StoreQueries):
                 self._q("SELECT DISTINCT day FROM {s}.usage_hourly WHERE day BETWEEN %s AND %s"), (start, end)
             )
             days = [r[0] for r in cur.fetchall()]
-            cur.execute(self._q("DELETE FROM {s}.usage_daily WHERE day BETWEEN %s AND %s"), (start, end))
-            for day in days:
+            for day in days:  # each under the day's load lock, so a load of it cannot interleave
                 cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NS, day.toordinal()))
+                cur.execute(self._q("DELETE FROM {s}.usage_daily WHERE day = %s"), (day,))
                 cur.execute(_rollup(self._s), (day,))
+            cur.execute(
+                self._q("DELETE FROM {s}.usage_daily WHERE day BETWEEN %s AND %s AND NOT day = ANY(%s)"),
+                (start, end, days),
+            )  # days whose hours are gone
+            problems = [f"{d}: {p}" for d in days for p in self._problems(cur, d) if "usage_daily" in p]
+            if problems:
+                raise DataQualityError("usage_daily rebuild rolled back: " + "; ".join(problems))
         return len(days)
 
     def check_day(self, day: date) -> None:
