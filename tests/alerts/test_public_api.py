@@ -38,6 +38,7 @@ def test_public_names_are_pinned() -> None:
         "WebhookChannel",
         "channel_from_connection",
         "deliver",
+        "split_conn_ids",
         "webhook_payload",
     ]
     for name in llmtally.alerts.__all__:

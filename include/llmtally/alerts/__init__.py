@@ -15,7 +15,7 @@ object with ``name`` and ``send(batch)`` is a :class:`Channel`.  See ``docs/aler
 """
 
 from ._channels import Channel, TransientDeliveryError
-from ._connections import CHANNEL_KINDS, channel_from_connection
+from ._connections import CHANNEL_KINDS, channel_from_connection, split_conn_ids
 from ._deliver import DeliveryPolicy, DeliveryResult, DeliveryStatus, MemorySentLog, SentLog, deliver
 from ._dingtalk import DingTalkChannel
 from ._email import EmailChannel
@@ -51,5 +51,6 @@ __all__ = [
     "WebhookChannel",
     "channel_from_connection",
     "deliver",
+    "split_conn_ids",
     "webhook_payload",
 ]

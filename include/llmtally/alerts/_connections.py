@@ -17,7 +17,8 @@ The kind is ``extra["channel"]``, else the connection type: ``webhook`` (also ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -64,6 +65,12 @@ def _with_param(url: str, name: str, value: str | None) -> str:
     if not value or f"{name}=" in urlsplit(url).query:
         return url
     return f"{url}{'&' if '?' in url else '?'}{name}={quote(value, safe='')}"
+
+
+def split_conn_ids(value: str | Iterable[str] | None) -> list[str]:
+    """Connection ids from a list, or one string split on commas, semicolons and spaces; each once."""
+    ids = re.split(r"[,;\s]+", value) if isinstance(value, str) else list(value or ())
+    return [i for i in dict.fromkeys(i.strip() for i in ids) if i]
 
 
 def channel_from_connection(

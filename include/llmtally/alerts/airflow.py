@@ -8,7 +8,6 @@ Airflow's ``SmtpHook`` on the same connection.  Imports Airflow, so import this 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from airflow.sdk import BaseHook
@@ -17,7 +16,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from .._exceptions import ConfigError
 from ..report import AirflowSmtpNotifier
 from ._channels import Channel
-from ._connections import _ALIASES, channel_from_connection
+from ._connections import _ALIASES, channel_from_connection, split_conn_ids
 
 __all__ = ["channel_from_airflow", "channels_from_airflow"]
 
@@ -49,5 +48,4 @@ def channel_from_airflow(conn_id: str) -> Channel:
 
 def channels_from_airflow(conn_ids: str | Iterable[str]) -> list[Channel]:
     """Channels of several connections: a list, or one string split on commas, semicolons, spaces."""
-    ids = re.split(r"[,;\s]+", conn_ids) if isinstance(conn_ids, str) else list(conn_ids)
-    return [channel_from_airflow(i) for i in dict.fromkeys(i.strip() for i in ids) if i]
+    return [channel_from_airflow(i) for i in split_conn_ids(conn_ids)]

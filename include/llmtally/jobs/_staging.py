@@ -34,7 +34,7 @@ from ..pipeline.parse import ParseStats
 from ..pipeline.recount import RecountStatus
 from ..store._rows import LossEntry, QuarantineEntry
 
-__all__ = ["ParseIndex", "RecountCache", "StagedRecounts", "Staging"]
+__all__ = ["ParseIndex", "RecountCache", "StagedRecounts", "Staging", "staging_root"]
 
 T = TypeVar("T")
 _log = logging.getLogger("llmtally.jobs")
@@ -67,7 +67,7 @@ class Staging:
     @classmethod
     def for_run(cls, day: str, run_id: str, root: str | None = None) -> Staging:
         """The folder of one run (created)."""
-        base = _root(root)
+        base = staging_root(root)
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
         stage = cls(base / day / safe)
         stage.path.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,8 @@ class Staging:
             self.path.parent.rmdir()
 
 
-def _root(root: str | None = None) -> Path:
+def staging_root(root: str | None = None) -> Path:
+    """Where staging lives: ``root``, else ``LLMTALLY_STAGING_DIR``, else a folder in the temp dir."""
     return Path(root or os.environ.get(ENV_STAGING_DIR) or Path(tempfile.gettempdir()) / "llmtally-staging")
 
 
@@ -152,7 +153,7 @@ class RecountCache:
     @classmethod
     def for_day(cls, day: str, root: str | None = None) -> Path:
         """The cache folder of ``day`` (not created)."""
-        return _root(root) / day / cls.FOLDER
+        return staging_root(root) / day / cls.FOLDER
 
     def read(self, ids: set[str]) -> StagedRecounts:
         """The cached recounts of ``ids`` (those no run recounted are absent).  A file that cannot be

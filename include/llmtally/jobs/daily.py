@@ -115,21 +115,23 @@ def plan(
     return p
 
 
-def plan_from_context(context: Mapping[str, Any]) -> Plan:
-    """:func:`plan` from an Airflow task context (Variables read through ``airflow.sdk.Variable``)."""
+def airflow_variable(key: str) -> str | None:
+    """An Airflow Variable as text (``None`` when it is not set); for tasks only."""
     from airflow.sdk import Variable
 
-    def variable(key: str) -> str | None:
-        value = Variable.get(key, default=None)
-        return None if value is None else str(value)
+    value = Variable.get(key, default=None)
+    return None if value is None else str(value)
 
+
+def plan_from_context(context: Mapping[str, Any]) -> Plan:
+    """:func:`plan` from an Airflow task context (Variables read through ``airflow.sdk.Variable``)."""
     dag_run = context["dag_run"]
     return plan(
         context["params"],
         run_id=str(context["run_id"]),
         data_interval_start=context.get("data_interval_start"),
         run_after=getattr(dag_run, "run_after", None),
-        variable=variable,
+        variable=airflow_variable,
     )
 
 

@@ -20,7 +20,6 @@ the daily run.  The tasks other than :func:`plan` and :func:`alert` are the dail
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -69,15 +68,11 @@ def plan(
 def plan_from_context(context: Mapping[str, Any]) -> daily.Plan:
     """:func:`plan` from an Airflow task context: the cut is the run's logical date (a manual run:
     when it was triggered)."""
-    from airflow.sdk import Variable
-
-    def variable(key: str) -> str | None:
-        value = Variable.get(key, default=None)
-        return None if value is None else str(value)
-
     dag_run = context["dag_run"]
     until = context.get("logical_date") or getattr(dag_run, "run_after", None) or datetime.now(UTC)
-    return plan(context["params"], run_id=str(context["run_id"]), until=until, variable=variable)
+    return plan(
+        context["params"], run_id=str(context["run_id"]), until=until, variable=daily.airflow_variable
+    )
 
 
 VAR_ALERT_CHANNELS = "llm_usage_alert_channels"
@@ -137,9 +132,7 @@ def alert(p: daily.Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
     if p.get("dry_run") or not p.get("alerts", True) or not loaded.get("loaded"):
         log.info("alert: nothing evaluated (dry run, alerts off, or no provisional load)")
         return {"findings": 0, "channels": {}}
-    from airflow.sdk import Variable
-
-    from ..alerts import RunInfo, deliver
+    from ..alerts import RunInfo, deliver, split_conn_ids
     from ..budgets import budget_findings, evaluate, load_budgets, severity_of
     from ..pricing import load_exchange_rates
     from ..report import Thresholds
@@ -154,7 +147,7 @@ def alert(p: daily.Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
     policy = alert_policy(cfg, p["tz"])
     quiet = policy.is_quiet(now)
     budgets = load_budgets(cfg)
-    anomaly_ids = _split(Variable.get(VAR_ALERT_CHANNELS, default=None))
+    anomaly_ids = split_conn_ids(daily.airflow_variable(VAR_ALERT_CHANNELS))
     channels: dict[str, Any] = {}
     results: dict[str, str] = {}
     for conn_id in dict.fromkeys([*anomaly_ids, *(c for b in budgets for c in b.channels)]):
@@ -205,7 +198,3 @@ def alert(p: daily.Plan, loaded: Mapping[str, Any]) -> dict[str, Any]:
             "does not send them again."
         )
     return {"findings": sum(len(v) for v in by_channel.values()), "channels": results}
-
-
-def _split(value: str | None) -> list[str]:
-    return [c for c in re.split(r"[,;\s]+", value or "") if c]

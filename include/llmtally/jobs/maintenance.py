@@ -14,15 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
-from .._config import ENV_STAGING_DIR, load_config
+from .._config import load_config
 from .._exceptions import ConfigError
 
 __all__ = ["Retention", "purge_from_airflow", "purge_quarantine", "purge_raw_logs", "purge_staging"]
@@ -106,7 +104,9 @@ def purge_quarantine(dsn: str, days: int, *, today: date | None = None) -> int:
 def purge_staging(hours: int, root: str | None = None, *, now: float | None = None) -> int:
     """Remove staging folders of runs older than ``hours`` (left behind by failed or killed runs:
     ``cleanup`` removes a run's folder only when the run succeeded)."""
-    base = Path(root or os.environ.get(ENV_STAGING_DIR) or Path(tempfile.gettempdir()) / "llmtally-staging")
+    from ._staging import staging_root
+
+    base = staging_root(root)
     cutoff = (now if now is not None else time.time()) - hours * 3600
     removed = 0
     if base.is_dir():
