@@ -94,7 +94,7 @@ def _run(cut_hour: int, run_id: str, *, cache: bool) -> dict[str, Any]:
     for name, fn, args in (
         ("collect", daily.collect, ()),
         ("parse", daily.parse, ("collect",)),
-        ("recount", daily.recount, ("parse",)),
+        ("recount", daily.recount, ()),  # every shard, one after another, in this process
         ("reconcile", daily.reconcile, ("recount",)),
         ("load", daily.load, ("reconcile",)),
     ):

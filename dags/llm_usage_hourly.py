@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
@@ -57,14 +58,19 @@ def llm_usage_hourly() -> None:
 
         return daily.parse(p, files)
 
-    @task(queue=RECOUNT_QUEUE)
-    def recount(p: dict[str, object], parsed: dict[str, object]) -> dict[str, object]:
+    @task
+    def shards(parsed: dict[str, Any]) -> list[int]:
+        """The recount shards' numbers: Airflow maps over a task's return value, not over a key."""
+        return list(parsed["shards"])
+
+    @task(queue=RECOUNT_QUEUE, map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def recount(p: dict[str, object], shard: int) -> dict[str, object]:
         from llmtally.jobs import daily
 
-        return daily.recount(p, parsed)
+        return daily.recount(p, shard)
 
     @task
-    def reconcile(p: dict[str, object], counted: dict[str, object]) -> dict[str, object]:
+    def reconcile(p: dict[str, object], counted: list[dict[str, object]]) -> dict[str, object]:
         from llmtally.jobs import daily
 
         return daily.reconcile(p, counted)
@@ -90,7 +96,8 @@ def llm_usage_hourly() -> None:
         daily.cleanup(p)
 
     p = plan()
-    loaded = load(p, reconcile(p, recount(p, parse(p, collect(p)))))
+    counted = recount.partial(p=p).expand(shard=shards(parse(p, collect(p))))
+    loaded = load(p, reconcile(p, counted))
     alert(p, loaded) >> cleanup(p)
 
 

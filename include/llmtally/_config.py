@@ -24,11 +24,13 @@ __all__ = [
     "ENV_LOG_MAX_QUEUE",
     "ENV_LOG_ON_FULL",
     "ENV_LOG_TEXT",
+    "ENV_PRELOAD_MODELS",
     "ENV_REPORT_CURRENCY",
     "ENV_REPORT_DIR",
     "ENV_REPORT_FROM",
     "ENV_REPORT_LANG",
     "ENV_SERVICE",
+    "ENV_SHARD_RECORDS",
     "ENV_SMTP_URL",
     "ENV_STAGING_DIR",
     "ENV_TIMEZONE",
@@ -67,6 +69,12 @@ or ``smtps://...`` (inside Airflow the ``smtp_default`` connection is used inste
 ENV_STAGING_DIR = "LLMTALLY_STAGING_DIR"
 """Where a DAG run's tasks hand text-free intermediate files to each other (a volume every worker
 mounts; default: the system temp dir)."""
+ENV_SHARD_RECORDS = "LLMTALLY_SHARD_RECORDS"
+"""Records per recount shard (else ``[recount] shard_records`` in llmtally.toml, else 250,000)."""
+ENV_PRELOAD_MODELS = "LLMTALLY_PRELOAD_MODELS"
+"""Models whose tokenizers a Celery worker loads once per worker process, before any task
+(comma-separated names, or ``*`` for every ``[models]`` entry of llmtally.toml); set it on the
+workers of the recount queue (see :mod:`llmtally.jobs.celery`)."""
 ENV_TIMEZONE = "LLMTALLY_TIMEZONE"
 """Time zone days are cut in (default ``Asia/Shanghai``)."""
 ENV_DB_URL = "AIRFLOW_CONN_LLM_USAGE_DB"

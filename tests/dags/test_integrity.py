@@ -32,6 +32,7 @@ def test_dagbag_has_no_import_errors_and_documented_tasks() -> None:
         "plan",
         "collect",
         "parse",
+        "shards",
         "recount",
         "reconcile",
         "load",
@@ -39,6 +40,7 @@ def test_dagbag_has_no_import_errors_and_documented_tasks() -> None:
         "cleanup",
     }
     assert dag.get_task("recount").queue == "gpu"
+    assert dag.get_task("recount").is_mapped  # one task instance per recount shard
     assert dag.get_task("parse").queue == "default"
     assert dag.catchup is True
     assert set(dag.params.keys()) == {"day", "sources", "recipients", "lang", "dry_run", "force"}
@@ -46,8 +48,10 @@ def test_dagbag_has_no_import_errors_and_documented_tasks() -> None:
     assert dag.get_task("cleanup").trigger_rule == "all_success"  # a failed run keeps its staging
     assert dag.get_task("load").retries == 2
     assert dag.get_task("recount").execution_timeout is not None
-    # collect -> parse -> recount -> reconcile -> load -> report -> cleanup
-    assert dag.get_task("recount").upstream_task_ids == {"plan", "parse"}
+    # collect -> parse -> shards -> recount[0..n] -> reconcile -> load -> report -> cleanup
+    assert dag.get_task("shards").upstream_task_ids == {"parse"}
+    assert dag.get_task("recount").upstream_task_ids == {"plan", "shards"}
+    assert dag.get_task("reconcile").upstream_task_ids == {"plan", "recount"}
     assert dag.get_task("report").upstream_task_ids == {"plan", "load"}
 
 

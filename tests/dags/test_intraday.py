@@ -148,8 +148,10 @@ def totals(dsn: str) -> tuple[int, int, int]:
 
 
 def _recount_reused(run: Any) -> int:
-    ti = next(t for t in run.get_task_instances() if t.task_id == "recount")
-    return int(ti.xcom_pull(task_ids="recount")["reused"])
+    """Records the run's recount shards took from the day's cache (summed over the mapped tasks)."""
+    tis = [t for t in run.get_task_instances() if t.task_id == "recount"]
+    assert tis and all(t.map_index >= 0 for t in tis)
+    return sum(int(t.xcom_pull(task_ids="recount", map_indexes=t.map_index)["reused"]) for t in tis)
 
 
 def test_provisional_days_follow_the_logs_and_the_daily_run_replaces_them(
@@ -213,7 +215,8 @@ from llmtally.jobs import daily
 p = daily.plan({"day": sys.argv[1]}, run_id="overlapping-daily",
                variable=lambda key: os.environ.get("AIRFLOW_VAR_" + key.upper()))
 files = daily.collect(p)
-counted = daily.recount(p, daily.parse(p, files))
+daily.parse(p, files)
+counted = daily.recount(p)
 loaded = daily.load(p, daily.reconcile(p, counted))
 daily.cleanup(p)
 raise SystemExit(0 if loaded["loaded"] else 1)

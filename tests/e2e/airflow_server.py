@@ -46,7 +46,9 @@ def temp_database(prefix: str) -> Iterator[str]:
 class AirflowServer:
     """Handle on a running Airflow: REST calls with a bearer token."""
 
-    def __init__(self, base_url: str, home: Path, proc: subprocess.Popen[bytes], env: dict[str, str]) -> None:
+    def __init__(
+        self, base_url: str, home: Path, proc: subprocess.Popen[bytes] | None, env: dict[str, str]
+    ) -> None:
         self.base_url = base_url
         self.env = env
         self.home = home

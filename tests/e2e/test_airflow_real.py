@@ -241,7 +241,7 @@ def test_a_cleared_failed_task_reruns_and_the_run_succeeds(
         assert {states[t] for t in ("reconcile", "load", "report", "cleanup")} == {"upstream_failed"}, states
         staging = _staging_folder(airflow, run_id)
         assert (staging / "parse.json.gz").is_file(), "a failed run keeps its staging"
-        assert not (staging / "recount.json.gz").exists()
+        assert not (staging / "recount-0.json.gz").exists()
     finally:
         config.write_text(good, encoding="utf-8")
     r = airflow.api(

@@ -43,8 +43,7 @@ def test_loss_markers_go_from_parse_through_staging_into_the_day_load(tmp_path: 
     )  # fmt: skip
     stage = Staging(p["staging"])
     assert [e.records for e in stage.read("parse", ParseIndex).losses] == [300, 12]
-    stage.write("recount", {})
-    daily.reconcile(p, {})
+    daily.reconcile(p, daily.recount(p))
     load = stage.read("dayload", DayLoad)
     assert load.quality.lost_records == 312 and load.quality.loss_markers == 2
     ((e),) = load.losses  # two markers three minutes apart: one episode
@@ -73,8 +72,7 @@ def test_cardinality_limits_from_the_config_fold_users_through_the_tasks(
     p = daily.plan({"day": "2026-11-20", "sources": [str(tmp_path / "logs" / "*")]}, run_id="t")
     daily.parse(p, daily.collect(p))
     stage = Staging(p["staging"])
-    stage.write("recount", {})
-    daily.reconcile(p, {})
+    daily.reconcile(p, daily.recount(p))
     load = stage.read("dayload", DayLoad)
     assert sorted(h.user_id for h in load.hourly) == ["(other)", "random-3", "random-4"]
     ((fold),) = load.folds

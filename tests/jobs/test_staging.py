@@ -22,6 +22,7 @@ from llmtally._exceptions import InputError
 from llmtally._plain import from_plain, to_plain
 from llmtally.jobs._staging import ParseIndex, StagedRecounts, Staging
 from llmtally.pipeline import ParseStats, Recount
+from llmtally.pipeline.shards import Shard, Span
 from llmtally.store import (
     DayLoad,
     DayQuality,
@@ -148,12 +149,16 @@ def test_the_parse_index_and_recounts_round_trip(tmp_path: Path) -> None:
             LossEntry(DAY, "svc", "h", 9, datetime(2026, 11, 20, 1, tzinfo=UTC),
                       datetime(2026, 11, 20, 1, 5, tzinfo=UTC), "queue full")
         ],
+        shards=[
+            Shard(0, 0, 1, [Span("/logs/a.jsonl", 0, 812, 1)]),
+            Shard(1, 1, 1, [Span("/logs/a.jsonl", 812, 1400, 2), Span("/logs/b.jsonl.gz", 0, 90, 1)]),
+        ],
     )  # fmt: skip
     stage.write("parse", index)
     assert stage.read("parse", ParseIndex) == index
     counts = {"r1": Recount("ok", 12, 3, "sha256:1"), "r2": Recount("not_recountable")}
-    stage.write("recount", {rid: rc.to_json() for rid, rc in counts.items()})
-    back = {rid: Recount.from_json(v) for rid, v in stage.read("recount", StagedRecounts).items()}
+    stage.write("recount-0", {rid: rc.to_json() for rid, rc in counts.items()})
+    back = {rid: Recount.from_json(v) for rid, v in stage.read("recount-0", StagedRecounts).items()}
     assert back == counts
     stage.write("summary", {"a": [1, "x", None]})
     assert stage.read("summary", dict) == stage.read("summary", Any) == {"a": [1, "x", None]}

@@ -32,6 +32,7 @@ from .._exceptions import InputError
 from .._plain import from_plain, to_plain
 from ..pipeline.parse import ParseStats
 from ..pipeline.recount import RecountStatus
+from ..pipeline.shards import Shard
 from ..store._rows import LossEntry, QuarantineEntry
 
 __all__ = ["ParseIndex", "RecountCache", "StagedRecounts", "Staging", "staging_root"]
@@ -43,19 +44,20 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True, slots=True)
 class ParseIndex:
-    """What ``parse`` stages: the run's files and record ids, the parse stats, the quarantine and the
-    day's loss markers."""
+    """What ``parse`` stages: the run's files and record ids (in parse order), the parse stats, the
+    quarantine, the day's loss markers and the recount shards (runs of ``ids`` with their bytes)."""
 
     files: Sequence[str]
     ids: Sequence[str]
     stats: ParseStats
     quarantine: Sequence[QuarantineEntry] = ()
     losses: Sequence[LossEntry] = ()
+    shards: Sequence[Shard] = ()
 
 
 StagedRecounts = dict[str, tuple[RecountStatus, int | None, int | None, str]]
-"""What ``recount`` stages: ``{record id: Recount.to_json()}`` (status, prompt, completion,
-fingerprint)."""
+"""What each ``recount`` shard stages as ``recount-<shard>``: ``{record id: Recount.to_json()}``
+(status, prompt, completion, fingerprint)."""
 
 
 class Staging:

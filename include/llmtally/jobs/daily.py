@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -21,7 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .._config import ENV_DB_URL, ENV_LOG_DIRS, load_config
-from .._exceptions import ConfigError, FinalDayError, LessEvidenceError
+from .._exceptions import ConfigError, FinalDayError, InputError, LessEvidenceError
 from .._time import report_day, report_timezone
 from ._staging import ParseIndex, RecountCache, StagedRecounts, Staging
 
@@ -182,12 +183,19 @@ def _records(p: Plan, files: Iterable[str], ids: set[str]) -> Iterator[Any]:
 
 
 def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
-    """Parse and validate the day's records (streamed); fix the set of record ids this run processes."""
+    """Parse and validate the day's records (streamed); fix the set of record ids this run processes
+    and cut them into recount shards (``shards``: their numbers, for the mapped recount task)."""
     from ..pipeline import DayParser
+    from ..pipeline.shards import ShardPlanner, shard_records
 
     t0 = time.perf_counter()
     parser = DayParser(_day(p), p["tz"], until=_until(p))
-    ids = [r.id for r in parser.parse(list(files["files"]))]
+    planner = ShardPlanner(shard_records())
+    ids = []
+    for r in parser.parse(list(files["files"])):
+        ids.append(r.id)
+        planner.add(r.source, parser.offset, parser.next_offset, r.line)
+    shards = planner.shards()
     stage = Staging(p["staging"])
     index = ParseIndex(
         files=list(files["files"]),
@@ -195,6 +203,7 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
         stats=parser.stats,
         quarantine=list(parser.quarantine),
         losses=list(parser.losses),
+        shards=shards,
     )
     stage.write("parse", index)
     stats = asdict(parser.stats)
@@ -205,76 +214,121 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
         "by the services' loggers)",
         stats,
     )
+    log.info("parse: %d recount shards of at most %d records", len(shards), planner.size)
     if parser.stats.lost_records:
         lost: dict[str, int] = {}
         for e in parser.losses:
             key = f"{e.service} ({e.reason})"
             lost[key] = lost.get(key, 0) + e.records
         log.warning("parse: the services' loggers lost %d records: %s", parser.stats.lost_records, lost)
-    return {**stats, "seconds": round(time.perf_counter() - t0, 3)}
+    return {**stats, "seconds": round(time.perf_counter() - t0, 3), "shards": list(range(len(shards)))}
 
 
-def recount(p: Plan, parsed: Mapping[str, Any]) -> dict[str, Any]:
-    """Exact prompt/completion counts of every record with text (runs on the recount queue).
+def recount(p: Plan, shard: int | None = None) -> dict[str, Any]:
+    """Exact prompt/completion counts of every record of one recount shard (runs on the recount
+    queue, one mapped task per shard); ``shard=None`` recounts every shard here, one after another.
 
-    The day streams through in slices of :data:`RECOUNT_CHUNK` records, so memory stays bounded;
-    the results (ids and numbers) are small.  An intraday run (``p["cache"]``: the day's recount
+    The shard streams through in slices of :data:`RECOUNT_CHUNK` records, so memory stays bounded;
+    its results (ids and numbers) are staged as ``recount-<shard>``.  Engines come from this
+    process (:func:`llmtally.jobs._engines.engine_for`: preloaded by the worker, or loaded once and
+    reused by later shards of the process).  An intraday run (``p["cache"]``: the day's recount
     cache) recounts only the records no earlier run of the day recounted, and adds them to the cache.
     """
-    from ..pipeline import recount as recount_records
-    from ..tokens import load_engine
+    from ..pipeline.shards import merge_recount_summaries
 
     stage = Staging(p["staging"])
+    index = _shard_index(stage)
+    if shard is None:
+        return merge_recount_summaries([_recount_shard(p, stage, index, k) for k in range(len(index.shards))])
+    return _recount_shard(p, stage, index, shard)
+
+
+def _shard_index(stage: Staging) -> ParseIndex:
+    """The staged parse, which must name its recount shards (every parse since shards does)."""
     index = stage.read("parse", ParseIndex)
+    if not index.shards:
+        raise InputError(
+            f"{stage.file('parse')} names no recount shards (staged by an older llmtally): clear the "
+            "run's tasks from parse on, with downstream"
+        )
+    return index
+
+
+def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[str, Any]:
+    from ..pipeline import recount as recount_records
+    from ..pipeline.shards import read_shard
+    from ._engines import engine_for
+
+    if not 0 <= k < len(index.shards):
+        raise InputError(f"recount shard {k} does not exist: parse cut the day into {len(index.shards)}")
+    shard = index.shards[k]
     t0 = time.perf_counter()
     engines: dict[str, Any] = {}
+    before: dict[str, tuple[int, float]] = {}
+    loaded: dict[str, str] = {}
 
     def counter_for_model(model: str) -> Any:
         if model not in engines:
-            engines[model] = load_engine(model)
+            engines[model], loaded[model] = engine_for(model)
+            before[model] = (int(engines[model].records), float(engines[model].seconds))
         return engines[model]
 
     counts: dict[str, Any] = {}
     unknown: set[str] = set()
     n_records = 0
-    wanted = set(index.ids)
+    wanted = set(index.ids[shard.first : shard.first + shard.count])
     cache = RecountCache(p["cache"]) if p.get("cache") else None
     earlier = cache.read(wanted) if cache else {}
-    for chunk in _chunks(_records(p, index.files, wanted - earlier.keys()), RECOUNT_CHUNK):
+    todo = (r for r in read_shard(shard, index.ids, _day(p), p["tz"], until=_until(p)) if r.id not in earlier)
+    for chunk in _chunks(todo, RECOUNT_CHUNK):
         n_records += len(chunk)
         counts.update(recount_records(chunk, counter_for_model))
         unknown.update(r.model or "" for r in chunk if counts[r.id].status == "unknown_model")
+    if n_records + len(earlier) != shard.count:  # a file changed or went since parse: never bill less
+        raise InputError(
+            f"recount shard {k} found {n_records + len(earlier)} of the {shard.count} records parse "
+            f"took from {sorted({s.file for s in shard.spans})}: a log file was moved, cut or rewritten "
+            "since parse; restore it and clear this task, or clear the run from parse on"
+        )
     fresh = {rid: rc.to_json() for rid, rc in counts.items()}
     if cache is not None:
-        cache.add(p["run_id"], fresh)
+        cache.add(f"{p['run_id']}_shard{k}", fresh)
         log.info("recount: %d records recounted by earlier runs of the day reused", len(earlier))
-    stage.write("recount", {**earlier, **fresh})
+    stage.write(f"recount-{k}", {**earlier, **fresh})
     by_status: dict[str, int] = {}
     for rc in counts.values():
         by_status[rc.status] = by_status.get(rc.status, 0) + 1
+    facts = {}
     for model, engine in engines.items():
-        log.info("recount %s: %s", model, engine.summary())
+        engine.save()  # a pre-token cache (engine cached): tasks end in os._exit, atexit never runs
+        facts[model] = _engine_facts(engine, *before[model])
+        log.info("recount %s (%s): %s", model, loaded[model], engine.summary())
     if unknown:
         log.warning("recount: no tokenizer for models %s (counted as unknown, not guessed)", sorted(unknown))
-    log.info("recount: %d records: %s", n_records, by_status)
+    log.info("recount shard %d of %d: %d records: %s", k + 1, len(index.shards), n_records, by_status)
     return {
+        "shard": k,
         "records": n_records,
         "reused": len(earlier),
         "status": by_status,
         "unknown_models": sorted(unknown),
-        "engines": {model: _engine_facts(engine) for model, engine in sorted(engines.items())},
+        "engines": dict(sorted(facts.items())),
+        "loaded": dict(sorted(loaded.items())),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
 
-def _engine_facts(engine: Any) -> dict[str, Any]:
-    """Which path counted a model's records, how many and how fast (the run view and the ledger
-    show it: the reconcile task passes this summary on into the ledger entry's details)."""
+def _engine_facts(engine: Any, records_before: int = 0, seconds_before: float = 0.0) -> dict[str, Any]:
+    """Which path counted a model's records, how many and how fast -- in this shard: an engine a
+    process reuses keeps counting (the run view and the ledger show it: the reconcile task passes
+    the merged summary on into the ledger entry's details)."""
     return {
         "engine": str(engine.engine),
         "device": str(engine.device),
-        "records": int(engine.records),
-        "seconds": round(float(engine.seconds), 3),
+        "records": int(engine.records) - records_before,
+        "seconds": round(float(engine.seconds) - seconds_before, 3),
         "fallback": getattr(engine, "fallback", None),
     }
 
@@ -300,17 +354,23 @@ def cardinality_limits() -> dict[str, int]:
     return limits
 
 
-def reconcile(p: Plan, counted: Mapping[str, Any]) -> dict[str, Any]:
+def reconcile(p: Plan, counted: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Billed numbers, drift and estimate error; the day's aggregates, staged for loading."""
     from ..pipeline import Recount
     from ..pipeline import reconcile as reconcile_records
+    from ..pipeline.shards import merge_recount_summaries
     from ..pricing import load_prices
 
     stage = Staging(p["staging"])
-    index = stage.read("parse", ParseIndex)
+    index = _shard_index(stage)
     t0 = time.perf_counter()
     records = _records(p, index.files, set(index.ids))
-    recounts = {rid: Recount.from_json(v) for rid, v in stage.read("recount", StagedRecounts).items()}
+    recounts: dict[str, Recount] = {}
+    for k in range(len(index.shards)):  # every shard's counts (a missing one is an error)
+        staged = stage.read(f"recount-{k}", StagedRecounts)
+        recounts.update((rid, Recount.from_json(v)) for rid, v in staged.items())
+    if not isinstance(counted, Mapping):  # the mapped recount: one summary per shard
+        counted = merge_recount_summaries(list(counted))
     load_ = reconcile_records(
         records,
         recounts,

@@ -175,23 +175,40 @@ class DayParser:
         self.stats = ParseStats()
         self.quarantine: list[QuarantineEntry] = []
         self.losses: list[LossEntry] = []
+        self.offset = 0
+        """Where the line of the record last handed out begins (bytes, decompressed)."""
+        self.next_offset = 0
+        """Where that line ends (the next line begins)."""
 
     def parse(self, files: Iterable[str | PathLike[str]]) -> Iterator[UsageRecord]:
         """Records of the day from ``files``, in file order, each id once."""
         for path in files:
             yield from self.parse_file(path)
 
-    def parse_file(self, path: str | PathLike[str]) -> Iterator[UsageRecord]:
-        """Records of the day from one file (plain or gzip, detected by content)."""
+    def parse_file(
+        self, path: str | PathLike[str], *, start: int = 0, end: int | None = None, first_line: int = 1
+    ) -> Iterator[UsageRecord]:
+        """Records of the day from one file (plain or gzip, detected by content).
+
+        ``start`` and ``end`` read a byte range of the (decompressed) file only: ``start`` must be
+        where a line begins and ``first_line`` its line number; lines beginning at or after ``end``
+        are not read.  While a record is being handed out, :attr:`offset` and :attr:`next_offset`
+        are where its line begins and ends (a recount shard re-reads exactly those bytes).
+        """
         p = Path(path)
         source = str(p)
         self.stats.files += 1
-        lineno = 0
+        lineno = first_line - 1
+        pos = start
         try:
             with open(p, "rb") as probe:
                 gz = probe.read(2) == b"\x1f\x8b"
             with gzip.open(p, "rb") if gz else open(p, "rb") as fh:
+                if start:
+                    fh.seek(start)  # gzip: decompresses up to it
                 for raw in fh:
+                    if end is not None and pos >= end:
+                        break
                     lineno += 1
                     self.stats.lines += 1
                     self.stats.bytes += len(raw)
@@ -199,6 +216,8 @@ class DayParser:
                         self.stats.partial_lines += 1
                         break
                     rec = self._line(raw, source, lineno, p)
+                    self.offset, pos = pos, pos + len(raw)
+                    self.next_offset = pos
                     if rec is not None:
                         yield rec
         except (EOFError, gzip.BadGzipFile, zlib.error):

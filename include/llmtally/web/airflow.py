@@ -95,6 +95,7 @@ class AirflowRuns:
         from airflow.utils.session import create_session
         from sqlalchemy import select
 
+        from ..pipeline.shards import merge_recount_summaries
         from ._run import RunFacts
 
         with create_session() as session:
@@ -106,6 +107,13 @@ class AirflowRuns:
             query = XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")
             rows: list[Any] = list(session.scalars(query))
             xcoms = {r.task_id: XComModel.deserialize_value(r) for r in rows if r.map_index in (-1, None)}
+            mapped: dict[str, list[tuple[int, Any]]] = {}
+            for r in rows:
+                if r.map_index not in (-1, None):
+                    mapped.setdefault(r.task_id, []).append((r.map_index, XComModel.deserialize_value(r)))
+        for task_id, parts in mapped.items():  # the recount: one summary per shard, merged for the day
+            values = [v for _, v in sorted(parts, key=lambda part: part[0])]
+            xcoms[task_id] = merge_recount_summaries(values) if task_id == "recount" else values
         return RunFacts(dag_id, run_id, str(state), xcoms)
 
 
