@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == AIRFLOW_SERVICES | {"postgres", "redis"}
+    assert set(compose["services"]) == AIRFLOW_SERVICES | {"postgres", "redis", "grafana"}
 
 
 def test_celery_executor_with_redis_and_shared_secrets(compose: dict[str, Any]) -> None:
@@ -119,3 +120,77 @@ def test_every_requirement_is_pinned_by_constraints() -> None:
     pinned = _requirement_names(Path(REPO_ROOT / "constraints.txt").read_text(encoding="utf-8"))
     normalise = lambda n: n.replace("_", "-")  # noqa: E731
     assert {normalise(n) for n in req} <= {normalise(n) for n in pinned}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Bind mounts of the repository's files: container path -> (host path, mode)."""
+    out = {}
+    for volume in service.get("volumes", []):
+        host, container, *mode = volume.split(":")
+        if host.startswith("./"):
+            out[container] = (host, mode[0] if mode else "rw")
+    return out
+
+
+def test_grafana_is_pinned_provisioned_read_only_and_waits_for_the_database(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    assert re.fullmatch(r"grafana/grafana-oss:\d+\.\d+\.\d+", grafana["image"]), "pin a Grafana release"
+    assert "3000:3000" in grafana["ports"]
+    assert grafana["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert grafana["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
+    mounts = _mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == ("./grafana/provisioning", "ro")
+    assert mounts["/etc/grafana/dashboards"] == ("./grafana/dashboards", "ro")
+    for host, _ in mounts.values():
+        assert (REPO_ROOT / host).exists(), host
+    env = _env(grafana)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:?set in .env}"
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith("/etc/grafana/dashboards/")
+    assert (REPO_ROOT / "grafana/dashboards" / home.removeprefix("/etc/grafana/dashboards/")).is_file()
+
+
+def test_grafana_provisioning_points_at_the_mounted_files_and_the_read_only_login(
+    compose: dict[str, Any],
+) -> None:
+    grafana = compose["services"]["grafana"]
+    (source,) = yaml.safe_load((REPO_ROOT / "grafana/provisioning/datasources/llmtally.yaml").read_text())[
+        "datasources"
+    ]
+    assert source["type"] == "grafana-postgresql-datasource" and source["url"] == "postgres:5432"
+    assert source["jsonData"]["database"] == "llm_usage" and source["jsonData"]["timescaledb"] is False
+    assert isinstance(source["jsonData"]["postgresVersion"], int)
+    # the password is the container's environment variable, which compose takes from .env
+    assert source["secureJsonData"] == {"password": "$__env{GRAFANA_DB_PASSWORD}"}
+    assert _env(grafana)["GRAFANA_DB_PASSWORD"] == "${GRAFANA_DB_PASSWORD:?set in .env}"
+    # the login is the one docker/init-db.sh makes with docker/grafana-reader.sql, mounted where it runs it
+    init = (REPO_ROOT / "docker" / "init-db.sh").read_text(encoding="utf-8")
+    assert f"-v reader={source['user']}" in init and "--dbname llm_usage" in init
+    script = re.search(r"-f (\S+grafana-reader\.sql)", init)
+    assert script is not None
+    postgres = compose["services"]["postgres"]
+    assert _mounts(postgres)[script.group(1)] == ("./docker/grafana-reader.sql", "ro")
+    assert _env(postgres)["GRAFANA_DB_PASSWORD"] == "${GRAFANA_DB_PASSWORD:?set in .env}"
+    (provider,) = yaml.safe_load((REPO_ROOT / "grafana/provisioning/dashboards/llmtally.yaml").read_text())[
+        "providers"
+    ]
+    assert provider["type"] == "file" and provider["options"]["path"] in _mounts(grafana)
+    assert provider["allowUiUpdates"] is False
+    dashboards = REPO_ROOT / "grafana/dashboards"
+    for board in dashboards.glob("*.json"):
+        for ref in re.findall(r'"uid": "([^"]+)"', board.read_text(encoding="utf-8")):
+            assert ref in {source["uid"], "-- Grafana --"} or ref == json.loads(board.read_text())["uid"], ref
+
+
+def test_no_secret_is_written_into_the_compose_file(compose: dict[str, Any]) -> None:
+    secret = re.compile(r"(^|_)(PASSWORD|SECRET|KEY|TOKEN)(_|$)")
+    for name, service in compose["services"].items():
+        for key, value in _env(service).items():
+            if secret.search(key):
+                assert value.startswith("${"), f"{name}: {key} must come from .env"
+            for userinfo in re.findall(r"://([^@/\s]*)@", value):  # user:password@ in a URL
+                _, _, password = re.sub(r"\$\{[^}]*\}", "", userinfo).partition(":")
+                assert password == "", f"{name}: {key} has a password written in"
+    example = (REPO_ROOT / ".env.example").read_text(encoding="utf-8")
+    for variable in ("GRAFANA_ADMIN_PASSWORD", "GRAFANA_DB_PASSWORD"):
+        assert re.search(rf"^{variable}=", example, re.M), variable

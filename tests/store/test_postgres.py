@@ -59,6 +59,7 @@ def test_0003_and_0004_add_losses_and_folds_to_a_database_in_use(
         monkeypatch.setattr(pg, "MIGRATIONS", MIGRATIONS)
         assert store.migrate() == [
             "0003_losses", "0004_folds", "0005_daily_rollup", "0006_provisional_days", "0007_budgets_alerts",
+            "0008_readonly_role",
         ]  # fmt: skip
         quality = store.quality(D1)
         assert quality is not None and (

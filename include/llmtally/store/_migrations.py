@@ -51,11 +51,22 @@ a final day.
 (its primary key: the first run to insert the row fires, any later or concurrent run does not),
 with the spend and share when it fired; ``alert_log`` counts the alert messages sent per channel
 for the alerts' rate limit.
+
+``llmtally_readonly`` (0008, :data:`READONLY_ROLE`) is a ``NOLOGIN`` group role that may read every
+table of the schema and nothing else: ``USAGE`` on the schema, ``SELECT`` on its tables, and default
+privileges so the tables later migrations and loads create (the monthly partitions too) are readable
+as well.  BI tools (the Grafana data source) log in as a user that is a member of it
+(``docker/grafana-reader.sql``).  Roles belong to the whole PostgreSQL cluster, so the migration
+creates it only when it is missing (schemas and databases of one cluster share it) and, in a
+deployment whose migrating user may not create roles, expects it to exist already.
 """
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["MIGRATIONS", "READONLY_ROLE"]
+
+READONLY_ROLE = "llmtally_readonly"
+"""The group role that may read the aggregates and nothing else (0008; one per cluster)."""
 
 _TOKENS = "bigint NOT NULL DEFAULT 0 CHECK ({c} >= 0)"
 
@@ -384,6 +395,28 @@ CREATE INDEX alert_log_channel_sent_at_idx ON {s}.alert_log (channel, sent_at);
 COMMENT ON TABLE {s}.alert_log IS 'One row per alert message sent to a channel (the rate limit counts them).';
 """
 
+_0008 = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READONLY_ROLE}') THEN
+        BEGIN
+            CREATE ROLE {READONLY_ROLE} NOLOGIN;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- another migration (another schema or database) created it meanwhile
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'role {READONLY_ROLE} is missing and % may not create roles', current_user
+                    USING HINT = 'create it as a superuser (CREATE ROLE {READONLY_ROLE} NOLOGIN; '
+                                 'docker/grafana-reader.sql does), then migrate again';
+        END;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA {{s}} TO {READONLY_ROLE};
+GRANT SELECT ON ALL TABLES IN SCHEMA {{s}} TO {READONLY_ROLE};
+ALTER DEFAULT PRIVILEGES IN SCHEMA {{s}} GRANT SELECT ON TABLES TO {READONLY_ROLE};
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial_schema", _0001),
     ("0002_outcomes_sources_evidence", _0002),
@@ -392,5 +425,6 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0005_daily_rollup", _0005),
     ("0006_provisional_days", _0006),
     ("0007_budgets_alerts", _0007),
+    ("0008_readonly_role", _0008),
 ]
 """``(name, SQL)`` in order; ``{s}`` is replaced by the quoted schema name."""
