@@ -57,8 +57,10 @@ table of the schema and nothing else: ``USAGE`` on the schema, ``SELECT`` on its
 privileges so the tables later migrations and loads create (the monthly partitions too) are readable
 as well.  BI tools (the Grafana data source) log in as a user that is a member of it
 (``docker/grafana-reader.sql``).  Roles belong to the whole PostgreSQL cluster, so the migration
-creates it only when it is missing (schemas and databases of one cluster share it) and, in a
-deployment whose migrating user may not create roles, expects it to exist already.
+creates it only when it is missing (schemas and databases of one cluster share it).  Where the
+migrating user may not create roles and the role is missing, the migration warns and grants nothing
+(BI is optional: a load never waits on it); ``docker/grafana-reader.sql``, run once as a superuser,
+then creates the role and grants it the schema.
 """
 
 from __future__ import annotations
@@ -404,17 +406,19 @@ BEGIN
         EXCEPTION
             WHEN duplicate_object OR unique_violation THEN
                 NULL;  -- another migration (another schema or database) created it meanwhile
-            WHEN insufficient_privilege THEN
-                RAISE EXCEPTION 'role {READONLY_ROLE} is missing and % may not create roles', current_user
-                    USING HINT = 'create it as a superuser (CREATE ROLE {READONLY_ROLE} NOLOGIN; '
-                                 'docker/grafana-reader.sql does), then migrate again';
+            WHEN insufficient_privilege THEN  -- BI is optional: never keep a day from loading for it
+                RAISE WARNING 'role {READONLY_ROLE} is missing and % may not create roles: the '
+                              'aggregates get no read-only grants', current_user
+                    USING HINT = 'as a superuser, run docker/grafana-reader.sql (it creates the role and '
+                                 'grants it SELECT on the schema)';
+                RETURN;
         END;
     END IF;
+    GRANT USAGE ON SCHEMA {{s}} TO {READONLY_ROLE};
+    GRANT SELECT ON ALL TABLES IN SCHEMA {{s}} TO {READONLY_ROLE};
+    ALTER DEFAULT PRIVILEGES IN SCHEMA {{s}} GRANT SELECT ON TABLES TO {READONLY_ROLE};
 END
 $$;
-GRANT USAGE ON SCHEMA {{s}} TO {READONLY_ROLE};
-GRANT SELECT ON ALL TABLES IN SCHEMA {{s}} TO {READONLY_ROLE};
-ALTER DEFAULT PRIVILEGES IN SCHEMA {{s}} GRANT SELECT ON TABLES TO {READONLY_ROLE};
 """
 
 MIGRATIONS: list[tuple[str, str]] = [
