@@ -70,6 +70,14 @@ def test_gpu_worker_serves_gpu_queue_with_reserved_gpu(compose: dict[str, Any]) 
     assert re.search(r"^FROM pytorch/pytorch:[\w.]+-cuda[\w.]+-cudnn\d+-(runtime|devel)$", dockerfile, re.M)
     cpu = compose["services"]["airflow-worker"]
     assert "--queues default" in cpu["command"]
+    # the tokenizers load once per gpu worker process (tests/e2e/test_celery_real.py runs this setup)
+    for service in (gpu, cpu):
+        assert (
+            service["environment"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+            == "llmtally.jobs.celery.CELERY_CONFIG"
+        )
+    assert gpu["environment"]["LLMTALLY_PRELOAD_MODELS"] == "*"
+    assert "LLMTALLY_PRELOAD_MODELS" not in cpu["environment"]
 
 
 def test_service_logs_are_mounted_read_only_into_workers(compose: dict[str, Any]) -> None:
