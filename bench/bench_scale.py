@@ -103,7 +103,7 @@ def _worker(p: dict[str, Any], shards: Any, results: Any) -> None:
     from llmtally.jobs._engines import preload, preload_models
 
     t, c = time.perf_counter(), _cpu()
-    preload(preload_models("*") + ["deepseek-chat", "gpt-4o-mini"])
+    preload([*preload_models("*"), "deepseek-chat", "gpt-4o-mini"])
     loaded_s, loaded_cpu = time.perf_counter() - t, _cpu() - c
     results.put({"worker_ready": os.getpid()})
     while (k := shards.get()) is not None:
