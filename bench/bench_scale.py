@@ -89,7 +89,9 @@ def _write_day(root: Path, n: int) -> Path:
             key = (service, ts.hour)
             if key not in files:
                 (logs / service).mkdir(parents=True, exist_ok=True)
-                files[key] = open(logs / service / f"usage-{service}-{ts.hour:02d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+                files[key] = open(
+                    logs / service / f"usage-{service}-{ts.hour:02d}.jsonl", "w", encoding="utf-8"
+                )  # noqa: SIM115
             files[key].write(json.dumps(rec, ensure_ascii=False) + "\n")
     finally:
         for fh in files.values():
