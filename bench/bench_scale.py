@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
@@ -70,7 +71,7 @@ def _write_day(root: Path, n: int) -> Path:
     logs = root / "logs"
     services = sorted(pools)
     files: dict[tuple[str, int], Any] = {}
-    try:
+    with ExitStack() as stack:
         for i in range(n):
             service = services[i % len(services)]
             pool = pools[service]
@@ -89,13 +90,9 @@ def _write_day(root: Path, n: int) -> Path:
             key = (service, ts.hour)
             if key not in files:
                 (logs / service).mkdir(parents=True, exist_ok=True)
-                files[key] = open(
-                    logs / service / f"usage-{service}-{ts.hour:02d}.jsonl", "w", encoding="utf-8"
-                )  # noqa: SIM115
+                path = logs / service / f"usage-{service}-{ts.hour:02d}.jsonl"
+                files[key] = stack.enter_context(open(path, "w", encoding="utf-8"))
             files[key].write(json.dumps(rec, ensure_ascii=False) + "\n")
-    finally:
-        for fh in files.values():
-            fh.close()
     return logs
 
 
