@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,41 @@ import httpx
 from tests.support import REPO_ROOT
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def wait_healthy(base_url: str, check_alive: Callable[[], None], timeout: float, what: str) -> None:
+    """Until the api-server at ``base_url`` says the scheduler is healthy; ``check_alive`` raises when
+    a process it depends on has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check_alive()
+        try:
+            health = httpx.get(f"{base_url}/api/v2/monitor/health", timeout=5).json()
+            if health.get("scheduler", {}).get("status") == "healthy":
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not become healthy in {timeout:.0f} s")
+        time.sleep(1)
+
+
+def usage_database() -> Iterator[str]:
+    """A fresh aggregate database (a DSN), dropped afterwards: for a module-scoped fixture."""
+    with temp_database("llmtally_usage") as name:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def write_task_policy(home: Path, body: str) -> None:
+    """A cluster policy (Airflow's own hook, read from ``$AIRFLOW_HOME/config``): ``body`` is the body
+    of ``task_policy(task)`` for the llm_usage_daily recount task."""
+    (home / "config").mkdir(exist_ok=True)
+    (home / "config" / "airflow_local_settings.py").write_text(
+        "from datetime import timedelta  # noqa: F401\n\n\n"
+        "def task_policy(task):\n"
+        "    if task.dag_id == 'llm_usage_daily' and task.task_id == 'recount':\n"
+        + "".join(f"        {line}\n" for line in body.strip().splitlines())
+    )
 
 
 def free_port() -> int:
@@ -132,21 +167,14 @@ def airflow_standalone(home: Path, extra_env: dict[str, str]) -> Iterator[Airflo
         )
         server = AirflowServer(f"http://127.0.0.1:{port}", home, proc, env)
         try:
-            deadline = time.monotonic() + 180
-            while True:
+
+            def alive() -> None:
                 if proc.poll() is not None:
                     raise RuntimeError(
                         f"airflow standalone exited: {(home / 'standalone.log').read_text()[-3000:]}"
                     )
-                try:
-                    health = httpx.get(f"{server.base_url}/api/v2/monitor/health", timeout=5).json()
-                    if health.get("scheduler", {}).get("status") == "healthy":
-                        break
-                except (httpx.HTTPError, ValueError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("airflow standalone did not become healthy in 180 s")
-                time.sleep(1)
+
+            wait_healthy(server.base_url, alive, 180, "airflow standalone")
             yield server
         finally:
             import signal

@@ -32,9 +32,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.e2e.airflow_server import AirflowServer, free_port, temp_database
+from tests.e2e.airflow_server import AirflowServer, free_port, temp_database, wait_healthy
 from tests.support import REPO_ROOT
 
 REDIS = "redis://127.0.0.1:6379"
@@ -164,16 +162,5 @@ def celery_topology(home: Path, extra_env: dict[str, str]) -> Iterator[CeleryTop
         topology.start("airflow-apiserver", ["api-server"])
         topology.start("airflow-scheduler", ["scheduler"])
         topology.start("airflow-dag-processor", ["dag-processor"])
-        deadline = time.monotonic() + 240
-        while True:
-            topology.check_alive()
-            try:
-                health = httpx.get(f"{topology.server.base_url}/api/v2/monitor/health", timeout=5).json()
-                if health.get("scheduler", {}).get("status") == "healthy":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the api-server and scheduler did not become healthy in 240 s")
-            time.sleep(1)
+        wait_healthy(server.base_url, topology.check_alive, 240, "the api-server and scheduler")
         yield topology

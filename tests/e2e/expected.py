@@ -16,6 +16,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 
+def sample_logs(root: Path, *, days: int, per_day: int, end: date, shared: Path) -> Path:
+    """``examples/sample_traffic`` logs (the real UsageLogger) for ``days`` days ending ``end``, in ``root``."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from sample_traffic import generate
+
+    generate(root, days=days, per_day=per_day, shared=shared, end=end)
+    return root
+
+
 def pipeline_env(home: Path, logs: Path, dsn: str, shared: Path) -> dict[str, str]:
     """Environment for llm_usage_daily over sample logs: database, sources, config, output folders."""
     import sys

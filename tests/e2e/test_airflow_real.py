@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from tests.e2e.airflow_server import AirflowServer, airflow_standalone, temp_database
+from tests.e2e.airflow_server import AirflowServer, airflow_standalone, usage_database, write_task_policy
 from tests.e2e.expected import day_totals, expected_totals, pipeline_env
+from tests.e2e.expected import sample_logs as write_sample_logs
 from tests.support import REPO_ROOT, SHARED
 
 pytestmark = pytest.mark.slow
@@ -31,18 +32,13 @@ DAYS = [LAST_DAY - timedelta(days=n) for n in range(7, -1, -1)]  # 8 days: 13th 
 
 @pytest.fixture(scope="module")
 def sample_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO_ROOT / "examples"))
-    from sample_traffic import generate
-
-    root = tmp_path_factory.mktemp("service-logs")
-    generate(root, days=len(DAYS), per_day=60, shared=SHARED, end=LAST_DAY)
-    return root
+    return write_sample_logs(tmp_path_factory.mktemp("service-logs"), days=len(DAYS), per_day=60, end=LAST_DAY,
+                             shared=SHARED)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def usage_db() -> Iterator[str]:
-    with temp_database("llmtally_usage") as name:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    yield from usage_database()
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +46,8 @@ def airflow(
     tmp_path_factory: pytest.TempPathFactory, sample_logs: Path, usage_db: str
 ) -> Iterator[AirflowServer]:
     home = tmp_path_factory.mktemp("airflow-home")
-    # A cluster policy (Airflow's own hook, read from $AIRFLOW_HOME/config): here the recount fails
-    # at its first try instead of retrying twice 5 minutes apart, so a failed run takes seconds.
-    (home / "config").mkdir()
-    (home / "config" / "airflow_local_settings.py").write_text(
-        "def task_policy(task):\n"
-        "    if task.dag_id == 'llm_usage_daily' and task.task_id == 'recount':\n"
-        "        task.retries = 0\n"
-    )
+    # here the recount fails at its first try instead of retrying twice 5 minutes apart
+    write_task_policy(home, "task.retries = 0")
     env = {
         **pipeline_env(home, sample_logs, usage_db, SHARED),
         "LLMTALLY_START_DATE": DAYS[0].isoformat(),

@@ -6,7 +6,6 @@ run's row for row; a failed shard retries alone; clearing that shard re-runs onl
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -16,10 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.airflow_server import temp_database
+from tests.e2e.airflow_server import usage_database, write_task_policy
 from tests.e2e.celery_topology import CeleryTopology, celery_topology
 from tests.e2e.expected import day_totals, expected_totals, pipeline_env
-from tests.support import REPO_ROOT, SHARED, environment
+from tests.e2e.expected import sample_logs as write_sample_logs
+from tests.support import SHARED, environment
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +34,13 @@ GPU_WORKER = ["celery", "worker", "--queues", "gpu", "--concurrency", "1", "--sk
 
 @pytest.fixture(scope="module")
 def sample_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO_ROOT / "examples"))
-    from sample_traffic import generate
-
-    root = tmp_path_factory.mktemp("service-logs")
-    generate(root, days=len(DAYS), per_day=60, shared=SHARED, end=LAST)
-    return root
+    return write_sample_logs(tmp_path_factory.mktemp("service-logs"), days=len(DAYS), per_day=60, end=LAST,
+                             shared=SHARED)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def usage_db() -> Iterator[str]:
-    with temp_database("llmtally_usage") as name:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    yield from usage_database()
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +48,8 @@ def topology(
     tmp_path_factory: pytest.TempPathFactory, sample_logs: Path, usage_db: str
 ) -> Iterator[CeleryTopology]:
     home = tmp_path_factory.mktemp("airflow-celery")
-    # A cluster policy (Airflow's own hook): a failed shard retries once after 5 s, not 5 minutes.
-    (home / "config").mkdir()
-    (home / "config" / "airflow_local_settings.py").write_text(
-        "from datetime import timedelta\n\n\n"
-        "def task_policy(task):\n"
-        "    if task.dag_id == 'llm_usage_daily' and task.task_id == 'recount':\n"
-        "        task.retries = 1\n"
-        "        task.retry_delay = timedelta(seconds=5)\n"
-    )
+    # a failed shard retries once after 5 s, not 5 minutes
+    write_task_policy(home, "task.retries = 1\ntask.retry_delay = timedelta(seconds=5)")
     env = {
         **pipeline_env(home, sample_logs, usage_db, SHARED),
         "LLMTALLY_SHARD_RECORDS": SHARD,
