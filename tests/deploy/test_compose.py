@@ -123,6 +123,20 @@ def test_images_install_requirements_txt() -> None:
     assert airflow_pin and f"apache/airflow:{airflow_pin.group(1)}-" in cpu
 
 
+def test_images_carry_no_test_or_check_tools() -> None:
+    """requirements.txt (what the images install) names none of requirements-dev.txt's own tools, and
+    neither do the package's extras that it installs."""
+    runtime = _requirement_names((REPO_ROOT / "requirements.txt").read_text(encoding="utf-8"))
+    dev = _requirement_names((REPO_ROOT / "requirements-dev.txt").read_text(encoding="utf-8"))
+    assert {"pytest", "ruff", "mypy", "playwright", "hypothesis"} <= dev
+    assert not runtime & dev
+    extras = (
+        (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8").split("[project.optional-dependencies]")[1]
+    )
+    extras = extras.split("\n[", 1)[0]
+    assert not any(f'"{tool}' in extras for tool in dev), extras
+
+
 def test_every_requirement_is_pinned_by_constraints() -> None:
     req = _requirement_names((REPO_ROOT / "requirements.txt").read_text(encoding="utf-8"))
     pinned = _requirement_names(Path(REPO_ROOT / "constraints.txt").read_text(encoding="utf-8"))
