@@ -119,6 +119,13 @@ def normalize_usage(usage: Any) -> dict[str, int | None] | None:
     """
     if usage is None:
         return None
+    if type(usage) is dict and usage.keys() <= _CANONICAL_KEYS:  # already canonical (what the logger writes)
+        values = usage.values()
+        if all(v is None or type(v) is int for v in values):
+            return _completed(
+                usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"),
+                usage.get("cached_tokens"), usage.get("reasoning_tokens"),
+            )  # fmt: skip
     if not isinstance(usage, Mapping) and hasattr(usage, "model_dump"):
         usage = usage.model_dump()
     prompt = _first(_get(usage, "prompt_tokens"), _get(usage, "input_tokens"))
@@ -133,6 +140,16 @@ def normalize_usage(usage: Any) -> dict[str, int | None] | None:
         _get(usage, "cache_read_input_tokens"),
     )
     reasoning = _first(_get(cdet, "reasoning_tokens"), _get(usage, "reasoning_tokens"))
+    return _completed(prompt, completion, total, cached, reasoning)
+
+
+_CANONICAL_KEYS = frozenset(USAGE_KEYS)
+
+
+def _completed(
+    prompt: int | None, completion: int | None, total: int | None, cached: int | None, reasoning: int | None
+) -> dict[str, int | None] | None:
+    """The canonical dict, the total or the completion derived where missing (``None``: no count)."""
     if prompt is None and completion is None and total is None:
         return None
     if total is None and prompt is not None and completion is not None:
