@@ -2,10 +2,12 @@
 
 Each takes the run's plan (a small dict from :func:`plan`) and what its upstream task returned, does
 its work, logs what it processed, and returns a small JSON-able summary for XCom.  Records and their
-text never travel through XCom: tasks re-read the day's files (fast), restricted to the record ids
-the ``parse`` task fixed (in the files ``collect`` found), and hand text-free results on through
-:class:`Staging` as plain JSON files (never pickle): ``parse`` stages a :class:`ParseIndex`,
-``recount`` the counts per record id, ``reconcile`` the :class:`DayLoad` that ``load`` writes.
+text never travel through XCom: a recount shard re-reads its own bytes of the day's files (fast),
+restricted to the record ids the ``parse`` task fixed, and tasks hand text-free results on through
+:class:`Staging` as plain JSON files (never pickle): ``parse`` stages a :class:`ParseIndex` (ids and
+shards), each ``recount`` shard its counted records' sums (``partial-<k>``: a
+:class:`~llmtally.pipeline.reconcile.DayPartial`), ``reconcile`` merges them into the
+:class:`DayLoad` that ``load`` writes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from .._config import ENV_DB_URL, ENV_LOG_DIRS, load_config
 from .._exceptions import ConfigError, FinalDayError, InputError, LessEvidenceError
 from .._time import report_day, report_timezone
-from ._staging import ParseIndex, RecountCache, StagedRecounts, Staging
+from ._staging import ParseIndex, RecountCache, Staging
 
 __all__ = [
     "cleanup",
@@ -175,13 +177,6 @@ def _chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _records(p: Plan, files: Iterable[str], ids: set[str]) -> Iterator[Any]:
-    """The day's records from ``files``, streamed, restricted to the ids ``parse`` fixed."""
-    from ..pipeline import DayParser
-
-    return (r for r in DayParser(_day(p), p["tz"], until=_until(p)).parse(list(files)) if r.id in ids)
-
-
 def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     """Parse and validate the day's records (streamed); fix the set of record ids this run processes
     and cut them into recount shards (``shards``: their numbers, for the mapped recount task)."""
@@ -225,11 +220,13 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recount(p: Plan, shard: int | None = None) -> dict[str, Any]:
-    """Exact prompt/completion counts of every record of one recount shard (runs on the recount
-    queue, one mapped task per shard); ``shard=None`` recounts every shard here, one after another.
+    """Exact prompt/completion counts of every record of one recount shard, and the shard's sums
+    (runs on the recount queue, one mapped task per shard); ``shard=None`` does every shard here,
+    one after another.
 
     The shard streams through in slices of :data:`RECOUNT_CHUNK` records, so memory stays bounded;
-    its results (ids and numbers) are staged as ``recount-<shard>``.  Engines come from this
+    each slice is counted, then billed and summed (:class:`~llmtally.pipeline.reconcile.DayAggregator`),
+    and the sums are staged as ``partial-<shard>`` for ``reconcile`` to merge.  Engines come from this
     process (:func:`llmtally.jobs._engines.engine_for`: preloaded by the worker, or loaded once and
     reused by later shards of the process).  An intraday run (``p["cache"]``: the day's recount
     cache) recounts only the records no earlier run of the day recounted, and adds them to the cache.
@@ -255,8 +252,11 @@ def _shard_index(stage: Staging) -> ParseIndex:
 
 
 def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[str, Any]:
+    from ..pipeline import Recount
     from ..pipeline import recount as recount_records
+    from ..pipeline.reconcile import DayAggregator
     from ..pipeline.shards import read_shard
+    from ..pricing import load_prices
     from ._engines import engine_for
 
     if not 0 <= k < len(index.shards):
@@ -275,26 +275,29 @@ def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[s
 
     counts: dict[str, Any] = {}
     unknown: set[str] = set()
-    n_records = 0
+    seen = 0
     wanted = set(index.ids[shard.first : shard.first + shard.count])
     cache = RecountCache(p["cache"]) if p.get("cache") else None
-    earlier = cache.read(wanted) if cache else {}
-    todo = (r for r in read_shard(shard, index.ids, _day(p), p["tz"], until=_until(p)) if r.id not in earlier)
-    for chunk in _chunks(todo, RECOUNT_CHUNK):
-        n_records += len(chunk)
-        counts.update(recount_records(chunk, counter_for_model))
-        unknown.update(r.model or "" for r in chunk if counts[r.id].status == "unknown_model")
-    if n_records + len(earlier) != shard.count:  # a file changed or went since parse: never bill less
-        raise InputError(
-            f"recount shard {k} found {n_records + len(earlier)} of the {shard.count} records parse "
-            f"took from {sorted({s.file for s in shard.spans})}: a log file was moved, cut or rewritten "
-            "since parse; restore it and clear this task, or clear the run from parse on"
+    earlier = {rid: Recount.from_json(v) for rid, v in (cache.read(wanted) if cache else {}).items()}
+    day = DayAggregator(_day(p), p["tz"], prices=load_prices(load_config()))
+    for chunk in _chunks(read_shard(shard, index.ids, _day(p), p["tz"], until=_until(p)), RECOUNT_CHUNK):
+        seen += len(chunk)
+        fresh = recount_records((r for r in chunk if r.id not in earlier), counter_for_model)
+        counts.update(fresh)
+        unknown.update(
+            r.model or "" for r in chunk if r.id in fresh and fresh[r.id].status == "unknown_model"
         )
-    fresh = {rid: rc.to_json() for rid, rc in counts.items()}
+        day.add(chunk, {**{r.id: earlier[r.id] for r in chunk if r.id in earlier}, **fresh})
+    if seen != shard.count:  # a file changed or went since parse: never bill from less than parse saw
+        raise InputError(
+            f"recount shard {k} found {seen} of the {shard.count} records parse took from "
+            f"{sorted({s.file for s in shard.spans})}: a log file was moved, cut or rewritten since parse; "
+            "restore it and clear this task, or clear the run from parse on"
+        )
     if cache is not None:
-        cache.add(f"{p['run_id']}_shard{k}", fresh)
+        cache.add(f"{p['run_id']}_shard{k}", {rid: rc.to_json() for rid, rc in counts.items()})
         log.info("recount: %d records recounted by earlier runs of the day reused", len(earlier))
-    stage.write(f"recount-{k}", {**earlier, **fresh})
+    stage.write(f"partial-{k}", day.partial())  # the shard's aggregates: reconcile merges them
     by_status: dict[str, int] = {}
     for rc in counts.values():
         by_status[rc.status] = by_status.get(rc.status, 0) + 1
@@ -305,10 +308,11 @@ def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[s
         log.info("recount %s (%s): %s", model, loaded[model], engine.summary())
     if unknown:
         log.warning("recount: no tokenizer for models %s (counted as unknown, not guessed)", sorted(unknown))
-    log.info("recount shard %d of %d: %d records: %s", k + 1, len(index.shards), n_records, by_status)
+    log.info("recount shard %d of %d: %d records, %d recounted: %s", k + 1, len(index.shards), seen,
+             len(counts), by_status)  # fmt: skip
     return {
         "shard": k,
-        "records": n_records,
+        "records": len(counts),
         "reused": len(earlier),
         "status": by_status,
         "unknown_models": sorted(unknown),
@@ -355,28 +359,24 @@ def cardinality_limits() -> dict[str, int]:
 
 
 def reconcile(p: Plan, counted: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Billed numbers, drift and estimate error; the day's aggregates, staged for loading."""
-    from ..pipeline import Recount
-    from ..pipeline import reconcile as reconcile_records
+    """The day's aggregates: every recount shard's sums merged (billed numbers, drift, estimate error),
+    the cardinality guard applied to the whole day, staged for loading.  Reads no log file: each
+    shard summed its own records while it counted them."""
+    from ..pipeline.reconcile import DayPartial, finish
     from ..pipeline.shards import merge_recount_summaries
-    from ..pricing import load_prices
 
     stage = Staging(p["staging"])
     index = _shard_index(stage)
     t0 = time.perf_counter()
-    records = _records(p, index.files, set(index.ids))
-    recounts: dict[str, Recount] = {}
-    for k in range(len(index.shards)):  # every shard's counts (a missing one is an error)
-        staged = stage.read(f"recount-{k}", StagedRecounts)
-        recounts.update((rid, Recount.from_json(v)) for rid, v in staged.items())
     if not isinstance(counted, Mapping):  # the mapped recount: one summary per shard
         counted = merge_recount_summaries(list(counted))
-    load_ = reconcile_records(
-        records,
-        recounts,
+    parts = (
+        stage.read(f"partial-{k}", DayPartial) for k in range(len(index.shards))
+    )  # each one, or an error
+    load_ = finish(
+        parts,
         day=_day(p),
         tz=p["tz"],
-        prices=load_prices(load_config()),
         stats=index.stats,
         quarantine=index.quarantine,
         losses=index.losses,

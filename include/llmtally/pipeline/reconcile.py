@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from .._config import DEFAULT_TIMEZONE
@@ -26,7 +27,6 @@ from ..store._rows import (
     SUM_COLUMNS,
     DayLoad,
     DayQuality,
-    FoldEntry,
     HourlyRow,
     LedgerEntry,
     LossEntry,
@@ -35,12 +35,26 @@ from ..store._rows import (
     ReconciliationRow,
     TopRequest,
 )
+from ._fold import LOSS_GAP, MAX_DISTINCT, OTHER, check_limits, fold, merge_losses
 from .billing import Billed, billed
 from .parse import ParseStats
 from .record import UsageRecord
 from .recount import Recount
 
-__all__ = ["LOSS_GAP", "MAX_DISTINCT", "OTHER", "Billed", "billed", "merge_losses", "reconcile"]
+__all__ = [
+    "LOSS_GAP",
+    "MAX_DISTINCT",
+    "OTHER",
+    "Billed",
+    "DayAggregator",
+    "DayPartial",
+    "PartialRecon",
+    "PartialRow",
+    "billed",
+    "finish",
+    "merge_losses",
+    "reconcile",
+]
 
 _NONE = Recount("not_recountable")
 _CENT12 = Decimal("1e-12")  # the store keeps money as numeric(30, 12)
@@ -75,31 +89,6 @@ _COMPLETION_SOURCE = {s: f"completion_{s}" for s in SOURCES[:4]}
 _RECOUNT_STATUS = {"not_recountable": "not_recountable", "unknown_model": "unknown_model",
                    "error": "recount_errors"}  # fmt: skip
 _GRADED = frozenset({"reported", "recount"})
-LOSS_GAP = timedelta(minutes=5)
-"""Loss markers of one service, host and reason this close in time are one episode (one row)."""
-
-
-def merge_losses(entries: Iterable[LossEntry], gap: timedelta = LOSS_GAP) -> list[LossEntry]:
-    """One :class:`LossEntry` per service, host, reason and episode: markers whose windows overlap or
-    lie within ``gap`` of each other are summed (a logger dropping under a long overload writes a
-    marker per batch; one row says it).  Sorted by service, host, start and reason."""
-    out: list[LossEntry] = []
-    for e in sorted(entries, key=lambda e: (e.service, e.host, e.reason, e.first_ts, e.last_ts)):
-        prev = out[-1] if out else None
-        if (
-            prev is not None
-            and (prev.service, prev.host, prev.reason, prev.day) == (e.service, e.host, e.reason, e.day)
-            and e.first_ts <= prev.last_ts + gap
-        ):
-            out[-1] = LossEntry(
-                prev.day, prev.service, prev.host, prev.records + e.records, prev.first_ts,
-                max(prev.last_ts, e.last_ts), prev.reason,
-            )  # fmt: skip
-        else:
-            out.append(e)
-    return sorted(out, key=lambda e: (e.service, e.host, e.first_ts, e.reason))
-
-
 _QUARTER, _TICK = timedelta(minutes=15), timedelta(microseconds=1)
 
 
@@ -127,13 +116,27 @@ class _Hours:
         return hit
 
 
+_ULP = 2**1074  # every finite float is a whole multiple of 2**-1074: sums of them kept as whole numbers
+
+
+def _exact(x: float) -> int:
+    """``x`` in units of 2**-1074: floats summed this way give one result in any order or split."""
+    n, d = x.as_integer_ratio()
+    return n * (_ULP // d)
+
+
+def _float(units: int) -> float:
+    """The float nearest to a sum kept by :func:`_exact` (correctly rounded)."""
+    return float(Fraction(units, _ULP))
+
+
 class _Recon:
     __slots__ = ("ape", "counts", "pe")
 
     def __init__(self) -> None:
         self.counts = dict.fromkeys(_RECON_COUNTS, 0)
-        self.ape = 0.0
-        self.pe = 0.0
+        self.ape = 0  # in units of 2**-1074 (_exact)
+        self.pe = 0
 
     def add(self, rec: UsageRecord, rc: Recount, b: Billed) -> bool:
         n = self.counts
@@ -165,76 +168,25 @@ class _Recon:
         graded = b.prompt_source in _GRADED and b.completion_source in _GRADED
         if ep is not None and ec is not None and graded and truth > 0:
             n["estimated"] += 1
-            err = (ep + ec - truth) / truth
+            err = _exact((ep + ec - truth) / truth)
             self.ape += abs(err)
             self.pe += err
         return drift
+
+    def merge(self, counts: Mapping[str, int], ape: int, pe: int) -> None:
+        n = self.counts
+        for name, v in counts.items():
+            n[name] += v
+        self.ape += ape
+        self.pe += pe
 
     def row(self, day: date, key: tuple[str, str, str]) -> ReconciliationRow:
         values: dict[str, Any] = dict(self.counts)
         model, service, fingerprint = key
         return ReconciliationRow(
             day=day, model=model, service=service, fingerprint=fingerprint, **values,
-            estimate_ape_sum=self.ape, estimate_pe_sum=self.pe,
+            estimate_ape_sum=_float(self.ape), estimate_pe_sum=_float(self.pe),
         )  # fmt: skip
-
-
-OTHER = "(other)"
-"""The value users or tenants over the cardinality limit are folded into."""
-MAX_DISTINCT: Mapping[str, int] = {"user_id": 100_000, "tenant": 100_000}
-"""Default cardinality limits: distinct values per service and day kept in ``usage_hourly``."""
-_DIM_AT = {"user_id": _KEY.index("user_id"), "tenant": _KEY.index("tenant")}
-_SERVICE_AT = _KEY.index("service")
-_P_AT, _C_AT = SUM_COLUMNS.index("prompt_tokens"), SUM_COLUMNS.index("completion_tokens")
-
-
-def _fold(
-    day: date,
-    hourly: dict[tuple[Any, ...], list[int]],
-    costs: dict[tuple[Any, ...], tuple[Decimal, str]],
-    limits: Mapping[str, int],
-) -> list[FoldEntry]:
-    """Fold, per service, the values of each limited dimension beyond its limit into ``OTHER``.
-
-    The values that billed the most tokens stay (ties: by name), so chargeback keeps its big
-    spenders; ``''`` (not given) is never folded nor counted; sums and costs of folded rows merge
-    exactly.  Changes ``hourly`` and ``costs``.
-    """
-    entries: list[FoldEntry] = []
-    for dim, limit in sorted(limits.items()):
-        at = _DIM_AT[dim]
-        spent: dict[str, dict[str, list[int]]] = {}
-        for key, acc in hourly.items():
-            per = spent.setdefault(key[_SERVICE_AT], {}).setdefault(key[at], [0, 0])
-            per[0] += acc[_P_AT] + acc[_C_AT]
-            per[1] += acc[0]
-        folded: dict[str, set[str]] = {}
-        for service, values in sorted(spent.items()):
-            values.pop("", None)  # "not given" is never folded
-            if len(values) <= limit:
-                continue
-            ranked = sorted(values, key=lambda v: (-values[v][0], v))
-            tail = ranked[limit:]
-            folded[service] = set(tail)
-            entries.append(
-                FoldEntry(
-                    day, service, dim, limit, len(values), len(tail),
-                    requests=sum(values[v][1] for v in tail), tokens=sum(values[v][0] for v in tail),
-                )
-            )  # fmt: skip
-        if not folded:
-            continue
-        for key in [k for k in hourly if k[at] in folded.get(k[_SERVICE_AT], ())]:
-            acc = hourly.pop(key)
-            new = (*key[:at], OTHER, *key[at + 1 :])
-            into = hourly.setdefault(new, [0] * len(acc))
-            for i, n in enumerate(acc):
-                into[i] += n
-            cost = costs.pop(key, None)
-            if cost is not None:
-                prev = costs.get(new)
-                costs[new] = (cost[0] + (prev[0] if prev else 0), cost[1])
-    return entries
 
 
 _FIELD_ORDER = [HOURLY_COLUMNS.index(f.name) for f in fields(HourlyRow)]
@@ -248,7 +200,8 @@ def _hourly_row(
     return HourlyRow(*[values[i] for i in _FIELD_ORDER])
 
 
-_Cand = tuple[int, str, UsageRecord, Billed]
+_Cand = tuple[int, str, TopRequest]  # billed tokens, record id (ties), the row
+_OUTCOME_COUNTS = ("legacy", "drift", "error", "timeout", "abandoned")
 
 
 def _top(cands: list[_Cand], n: int) -> list[_Cand]:
@@ -277,13 +230,163 @@ def _top_request(day: date, rank: int, rec: UsageRecord, b: Billed) -> TopReques
     )
 
 
-def reconcile(
-    records: Iterable[UsageRecord],
-    recounts: Mapping[str, Recount],
+@dataclass(frozen=True, slots=True)
+class PartialRow:
+    """One ``usage_hourly`` key's sums over part of a day, before the cardinality fold (exact cost)."""
+
+    hour: datetime
+    model: str
+    feature: str
+    user_id: str
+    tenant: str
+    service: str
+    status: str
+    http_status: int
+    sums: Sequence[int]
+    cost: Decimal | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRecon:
+    """One reconciliation group's counts over part of a day; the estimate errors summed exactly (in
+    units of 2**-1074), so any split of the day adds up to the same floats."""
+
+    model: str
+    service: str
+    fingerprint: str
+    counts: Mapping[str, int]
+    ape: int
+    pe: int
+
+
+@dataclass(frozen=True)
+class DayPartial:
+    """What :class:`DayAggregator` made of part of a day's records: mergeable sums (hourly, per
+    reconciliation group, per prompt digest, per source file), the part's largest requests and its
+    totals.  :func:`finish` merges any number of parts into the day's :class:`DayLoad`."""
+
+    hourly: Sequence[PartialRow]
+    recon: Sequence[PartialRecon]
+    top: Sequence[TopRequest]
+    digests: Sequence[PromptDigestRow]
+    sources: Mapping[str, int]
+    records: int
+    prompt_tokens: int
+    completion_tokens: int
+    outcomes: Mapping[str, int]
+
+
+class DayAggregator:
+    """Sums a day's records as they stream by (:meth:`add`, any number of times) into a
+    :class:`DayPartial` (:meth:`partial`).  One pass, integers and exact decimals."""
+
+    def __init__(self, day: date, tz: str = DEFAULT_TIMEZONE, *, prices: PriceBook | None = None,
+                 top_n: int = 100) -> None:  # fmt: skip
+        self.day, self.tz, self.prices, self.top_n = day, tz, prices, top_n
+        self._hourly: dict[tuple[Any, ...], list[int]] = {}
+        self._costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
+        self._recon: dict[tuple[str, str, str], _Recon] = {}
+        self._cands: list[_Cand] = []
+        self._digests: dict[tuple[str, str], list[Any]] = {}
+        self._sources: dict[str, int] = {}
+        self._totals = [0, 0, 0]  # records, prompt, completion
+        self._q = dict.fromkeys(_OUTCOME_COUNTS, 0)
+        self._hour_of = _Hours(tz)
+
+    def add(self, records: Iterable[UsageRecord], recounts: Mapping[str, Recount]) -> DayAggregator:
+        """Add ``records`` (``recounts`` maps their ids to recount results; a missing id counts as not
+        recountable)."""
+        hourly, costs, recon, cands, digests = (
+            self._hourly,
+            self._costs,
+            self._recon,
+            self._cands,
+            self._digests,
+        )
+        sources, totals, q, hour_of, prices = self._sources, self._totals, self._q, self._hour_of, self.prices
+        width = len(SUM_COLUMNS)
+        for rec in records:
+            rc = recounts.get(rec.id, _NONE)
+            b = billed(rec, rc, prices)
+            model, service = rec.model or "", rec.service or ""
+            key = (hour_of(rec.ts), model, rec.feature, rec.user_id, rec.tenant, service, b.outcome,
+                   rec.http_status or 0)  # fmt: skip  # _KEY: KEY_COLUMNS after "day"
+            acc = hourly.get(key)
+            if acc is None:
+                acc = hourly[key] = [0] * width
+            billable = b.prompt_tokens + b.completion_tokens
+            sums = _Sums(
+                requests=1,
+                prompt_tokens=b.prompt_tokens,
+                completion_tokens=b.completion_tokens,
+                cached_tokens=rec.cached_tokens,
+                reasoning_tokens=rec.reasoning_tokens,
+                recounted_prompt_tokens=rc.prompt_tokens or 0,
+                recounted_completion_tokens=rc.completion_tokens or 0,
+                estimated_prompt_tokens=rec.estimated_prompt_tokens or 0,
+                estimated_completion_tokens=rec.estimated_completion_tokens or 0,
+                unpriced_requests=int(b.cost is None and billable > 0),
+                uncertain_requests=int(b.uncertain),
+            )
+            for i, n in enumerate(sums):
+                acc[i] += n
+            if b.cost is not None:
+                prev = costs.get(key)
+                costs[key] = (b.cost.amount + (prev[0] if prev else 0), b.cost.currency)
+            rkey = (model, service, rc.fingerprint)
+            group = recon.get(rkey)
+            if group is None:
+                group = recon[rkey] = _Recon()
+            q["drift"] += group.add(rec, rc, b)
+            q["legacy"] += rec.legacy
+            if b.outcome in q:
+                q[b.outcome] += 1
+            sources[rec.source] = sources.get(rec.source, 0) + 1
+            totals[0] += 1
+            totals[1] += b.prompt_tokens
+            totals[2] += b.completion_tokens
+            cands.append((billable, rec.id, _top_request(self.day, 0, rec, b)))
+            if rec.prompt_sha256:
+                dg = digests.get((rec.prompt_sha256, rec.feature))
+                if dg is None:
+                    digests[(rec.prompt_sha256, rec.feature)] = [1, billable, rec.ts, rec.ts]
+                else:
+                    dg[0] += 1
+                    dg[1] += billable
+                    dg[2], dg[3] = min(dg[2], rec.ts), max(dg[3], rec.ts)
+            if len(cands) > 4 * self.top_n + 1024:
+                _top(cands, self.top_n)
+        return self
+
+    def partial(self) -> DayPartial:
+        """What was added so far, as plain data (a recount shard stages it for the merge)."""
+        rows = []
+        for k, v in self._hourly.items():
+            cost = self._costs.get(k)
+            hour, model, feature, user, tenant, service, status, http = k
+            rows.append(PartialRow(hour, model, feature, user, tenant, service, status, http, list(v),
+                                   cost[0] if cost else None, cost[1] if cost else None))  # fmt: skip
+        return DayPartial(
+            hourly=rows,
+            recon=[
+                PartialRecon(*k, counts=dict(g.counts), ape=g.ape, pe=g.pe) for k, g in self._recon.items()
+            ],
+            top=[t for _, _, t in _top(self._cands, self.top_n)],
+            digests=[PromptDigestRow(self.day, k[0], k[1], *v) for k, v in self._digests.items()],
+            sources=dict(self._sources),
+            records=self._totals[0],
+            prompt_tokens=self._totals[1],
+            completion_tokens=self._totals[2],
+            outcomes=dict(self._q),
+        )
+
+
+def finish(
+    parts: Iterable[DayPartial],
     *,
     day: date,
     tz: str = DEFAULT_TIMEZONE,
-    prices: PriceBook | None = None,
     stats: ParseStats | None = None,
     quarantine: Sequence[QuarantineEntry] = (),
     losses: Sequence[LossEntry] = (),
@@ -293,89 +396,55 @@ def reconcile(
     details: Mapping[str, Any] | None = None,
     max_distinct: Mapping[str, int] | None = None,
 ) -> DayLoad:
-    """Aggregate a day's records into the rows :meth:`UsageStore.load_day` writes.
-
-    ``quality.records`` is the parser's count (``stats.records``), so the store's post-load check
-    catches records lost between parse and load.  ``recounts`` maps record ids to :func:`recount`
-    results (a missing id counts as not recountable).  ``stats``, ``quarantine`` and ``losses`` (the
-    day's loss markers; merged here by :func:`merge_losses`) come from the parse; ``quality.lost_records``
-    is the parser's count of lost records (the markers' sum without ``stats``).  ``run_id``,
-    ``durations`` and ``details`` go to the ledger entry.
-
-    ``max_distinct`` (default :data:`MAX_DISTINCT`) caps the distinct ``user_id`` and ``tenant``
-    values per service and day: beyond it the values that billed least are folded into
-    :data:`OTHER` and the fold is written down (``DayLoad.folds``, ``quality.folded_*``), so random
-    ids cannot blow up ``usage_hourly``.  Totals and costs are unchanged by a fold.
-    """
+    """Merge the parts of a day (any split of its records gives the same result) into the rows
+    :meth:`UsageStore.load_day` writes; the arguments are :func:`reconcile`'s."""
+    limits = check_limits(MAX_DISTINCT if max_distinct is None else max_distinct)
     hourly: dict[tuple[Any, ...], list[int]] = {}
     costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
     recon: dict[tuple[str, str, str], _Recon] = {}
     cands: list[_Cand] = []
     digests: dict[tuple[str, str], list[Any]] = {}
     sources: dict[str, int] = {}
-    totals = [0, 0, 0]  # records, prompt, completion
-    q = {"legacy": 0, "drift": 0, "error": 0, "timeout": 0, "abandoned": 0}
-    hour_of = _Hours(tz)
-    width = len(SUM_COLUMNS)
-    for rec in records:
-        rc = recounts.get(rec.id, _NONE)
-        b = billed(rec, rc, prices)
-        model, service = rec.model or "", rec.service or ""
-        key = (hour_of(rec.ts), model, rec.feature, rec.user_id, rec.tenant, service, b.outcome,
-               rec.http_status or 0)  # fmt: skip  # _KEY: KEY_COLUMNS after "day"
-        acc = hourly.get(key)
-        if acc is None:
-            acc = hourly[key] = [0] * width
-        billable = b.prompt_tokens + b.completion_tokens
-        sums = _Sums(
-            requests=1,
-            prompt_tokens=b.prompt_tokens,
-            completion_tokens=b.completion_tokens,
-            cached_tokens=rec.cached_tokens,
-            reasoning_tokens=rec.reasoning_tokens,
-            recounted_prompt_tokens=rc.prompt_tokens or 0,
-            recounted_completion_tokens=rc.completion_tokens or 0,
-            estimated_prompt_tokens=rec.estimated_prompt_tokens or 0,
-            estimated_completion_tokens=rec.estimated_completion_tokens or 0,
-            unpriced_requests=int(b.cost is None and billable > 0),
-            uncertain_requests=int(b.uncertain),
-        )
-        for i, n in enumerate(sums):
-            acc[i] += n
-        if b.cost is not None:
-            prev = costs.get(key)
-            costs[key] = (b.cost.amount + (prev[0] if prev else 0), b.cost.currency)
-        rkey = (model, service, rc.fingerprint)
-        group = recon.get(rkey)
-        if group is None:
-            group = recon[rkey] = _Recon()
-        q["drift"] += group.add(rec, rc, b)
-        q["legacy"] += rec.legacy
-        if b.outcome in q:
-            q[b.outcome] += 1
-        sources[rec.source] = sources.get(rec.source, 0) + 1
-        totals[0] += 1
-        totals[1] += b.prompt_tokens
-        totals[2] += b.completion_tokens
-        cands.append((billable, rec.id, rec, b))
-        if rec.prompt_sha256:
-            dg = digests.get((rec.prompt_sha256, rec.feature))
-            if dg is None:
-                digests[(rec.prompt_sha256, rec.feature)] = [1, billable, rec.ts, rec.ts]
+    totals = [0, 0, 0]
+    q = dict.fromkeys(_OUTCOME_COUNTS, 0)
+    for part in parts:
+        for r in part.hourly:
+            key = (r.hour, r.model, r.feature, r.user_id, r.tenant, r.service, r.status, r.http_status)
+            acc = hourly.get(key)
+            if acc is None:
+                hourly[key] = list(r.sums)
             else:
-                dg[0] += 1
-                dg[1] += billable
-                dg[2], dg[3] = min(dg[2], rec.ts), max(dg[3], rec.ts)
-        if len(cands) > 4 * top_n + 1024:
-            _top(cands, top_n)
-    limits = MAX_DISTINCT if max_distinct is None else max_distinct
-    if set(limits) - set(_DIM_AT):
-        raise ValueError(
-            f"cardinality limits apply to {sorted(_DIM_AT)}, not {sorted(set(limits) - set(_DIM_AT))}"
-        )
-    folds = _fold(day, hourly, costs, limits)
+                for i, n in enumerate(r.sums):
+                    acc[i] += n
+            if r.cost is not None and r.currency is not None:
+                prev = costs.get(key)
+                costs[key] = (r.cost + (prev[0] if prev else 0), r.currency)
+        for g in part.recon:
+            rkey = (g.model, g.service, g.fingerprint)
+            group = recon.get(rkey)
+            if group is None:
+                group = recon[rkey] = _Recon()
+            group.merge(g.counts, g.ape, g.pe)
+        cands.extend((t.prompt_tokens + t.completion_tokens, t.record_id, t) for t in part.top)
+        _top(cands, top_n)
+        for d in part.digests:
+            dg = digests.get((d.prompt_sha256, d.feature))
+            if dg is None:
+                digests[(d.prompt_sha256, d.feature)] = [d.requests, d.total_tokens, d.first_ts, d.last_ts]
+            else:
+                dg[0] += d.requests
+                dg[1] += d.total_tokens
+                dg[2], dg[3] = min(dg[2], d.first_ts), max(dg[3], d.last_ts)
+        for source, n in part.sources.items():
+            sources[source] = sources.get(source, 0) + n
+        totals[0] += part.records
+        totals[1] += part.prompt_tokens
+        totals[2] += part.completion_tokens
+        for name, n in part.outcomes.items():
+            q[name] += n
+    folds = fold(day, hourly, costs, limits)
     hourly_rows = [_hourly_row(day, k, v, costs.get(k)) for k, v in sorted(hourly.items())]
-    top = [_top_request(day, rank, rec, b) for rank, (_, _, rec, b) in enumerate(_top(cands, top_n), start=1)]
+    top = [replace(t, rank=rank) for rank, (_, _, t) in enumerate(_top(cands, top_n), start=1)]
     recon_rows = [g.row(day, k) for k, g in sorted(recon.items())]
     st = stats or ParseStats(
         records=totals[0], loss_markers=len(losses), lost_records=sum(e.records for e in losses)
@@ -414,3 +483,41 @@ def reconcile(
         merge_losses(losses),
         folds,
     )
+
+
+def reconcile(
+    records: Iterable[UsageRecord],
+    recounts: Mapping[str, Recount],
+    *,
+    day: date,
+    tz: str = DEFAULT_TIMEZONE,
+    prices: PriceBook | None = None,
+    stats: ParseStats | None = None,
+    quarantine: Sequence[QuarantineEntry] = (),
+    losses: Sequence[LossEntry] = (),
+    top_n: int = 100,
+    run_id: str | None = None,
+    durations: Mapping[str, float] | None = None,
+    details: Mapping[str, Any] | None = None,
+    max_distinct: Mapping[str, int] | None = None,
+) -> DayLoad:
+    """Aggregate a day's records into the rows :meth:`UsageStore.load_day` writes (one
+    :class:`DayAggregator` over every record, then :func:`finish`).
+
+    ``quality.records`` is the parser's count (``stats.records``), so the store's post-load check
+    catches records lost between parse and load.  ``recounts`` maps record ids to :func:`recount`
+    results (a missing id counts as not recountable).  ``stats``, ``quarantine`` and ``losses`` (the
+    day's loss markers; merged here by :func:`merge_losses`) come from the parse; ``quality.lost_records``
+    is the parser's count of lost records (the markers' sum without ``stats``).  ``run_id``,
+    ``durations`` and ``details`` go to the ledger entry.
+
+    ``max_distinct`` (default :data:`MAX_DISTINCT`) caps the distinct ``user_id`` and ``tenant``
+    values per service and day: beyond it the values that billed least are folded into
+    :data:`OTHER` and the fold is written down (``DayLoad.folds``, ``quality.folded_*``), so random
+    ids cannot blow up ``usage_hourly``.  Totals and costs are unchanged by a fold.
+    """
+    part = DayAggregator(day, tz, prices=prices, top_n=top_n).add(records, recounts).partial()
+    return finish(
+        [part], day=day, tz=tz, stats=stats, quarantine=quarantine, losses=losses, top_n=top_n,
+        run_id=run_id, durations=durations, details=details, max_distinct=max_distinct,
+    )  # fmt: skip
