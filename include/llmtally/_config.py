@@ -70,7 +70,7 @@ ENV_STAGING_DIR = "LLMTALLY_STAGING_DIR"
 """Where a DAG run's tasks hand text-free intermediate files to each other (a volume every worker
 mounts; default: the system temp dir)."""
 ENV_SHARD_RECORDS = "LLMTALLY_SHARD_RECORDS"
-"""Records per recount shard (else ``[recount] shard_records`` in llmtally.toml, else 250,000)."""
+"""Records per recount shard (else ``[recount] shard_records`` in llmtally.toml, else 100,000)."""
 ENV_PRELOAD_MODELS = "LLMTALLY_PRELOAD_MODELS"
 """Models whose tokenizers a Celery worker loads once per worker process, before any task
 (comma-separated names, or ``*`` for every ``[models]`` entry of llmtally.toml); set it on the

@@ -36,7 +36,7 @@ __all__ = [
     "shard_records",
 ]
 
-DEFAULT_SHARD_RECORDS = 250_000
+DEFAULT_SHARD_RECORDS = 100_000
 """Records per recount shard when nothing is configured (see BENCHMARKS.md "Scale out")."""
 
 
