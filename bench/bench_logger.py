@@ -141,7 +141,7 @@ def bench_burst(items: list[dict[str, Any]], n: int, directory: Path, on_full: s
         "written": stats["written"],
         "dropped": stats["dropped"],
         "in_loss_markers": marked,
-        "written_by_callers": logger._inline_written,
+        "built_by_callers": logger._spilled,
         "bytes_per_record": size / max(records, 1),
     }
 

@@ -22,7 +22,6 @@ __all__ = [
     "Pending",
     "TextPolicy",
     "build_record",
-    "encode_records",
     "iso_epoch",
     "loss_line",
     "new_ids",
@@ -129,8 +128,7 @@ def _usage(usage: Any) -> dict[str, int | None] | None:
     """:func:`normalize_usage`, with a fast path for the plain ``{prompt, completion[, total]}`` dict."""
     if type(usage) is dict and usage.keys() <= _FAST_USAGE:
         p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        t = usage.get("total_tokens", None if p is None or c is None else p + c)
-        if type(p) is int and type(c) is int and type(t) is int:
+        if type(p) is int and type(c) is int and type(t := usage.get("total_tokens", p + c)) is int:
             return {
                 "prompt_tokens": p,
                 "completion_tokens": c,
@@ -247,8 +245,8 @@ use_orjson: bool = _orjson is not None
 """Whether the writer encodes with orjson (installed); tests and benchmarks switch it off."""
 
 
-def _orjson_text(obj: Any, sort: bool, default: Any) -> str | None:
-    """``obj`` as JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
+def _orjson_bytes(obj: Any, sort: bool, default: Any) -> bytes | None:
+    """``obj`` as UTF-8 JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
     bits, lone surrogates, objects json renders by ``default=str``, floats written differently)."""
     try:
         out: bytes = _orjson.dumps(obj, default=default, option=_CANONICAL if sort else 0)
@@ -256,19 +254,39 @@ def _orjson_text(obj: Any, sort: bool, default: Any) -> str | None:
         return None
     if _float_differs(out):
         return None
-    return out.decode("utf-8")
+    return out
 
 
 def _canonical(obj: Any) -> str:
+    """``obj`` as prompt_digest()'s canonical JSON text."""
     if obj is None:
         return "null"
     if type(obj) is str:
         return _basestring(obj)  # type: ignore[no-any-return]
     if use_orjson:
-        text = _orjson_text(obj, True, None)
-        if text is not None:
-            return text
+        out = _orjson_bytes(obj, True, None)
+        if out is not None:
+            return out.decode("utf-8")
     return _canonical_encode(obj)
+
+
+def _canonical_bytes(obj: Any) -> tuple[bytes, bool]:
+    """``obj``'s canonical JSON as the UTF-8 bytes the digest hashes, and whether they are valid
+    UTF-8 (no lone surrogates, encoded here as ``surrogatepass`` does) and so fit in a line."""
+    if obj is None:
+        return b"null", True
+    if type(obj) is str:
+        text = _basestring(obj)
+    else:
+        if use_orjson:
+            out = _orjson_bytes(obj, True, None)
+            if out is not None:
+                return out, True
+        text = _canonical_encode(obj)
+    try:
+        return text.encode("utf-8"), True
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass"), False
 
 
 _SPLICED = ("messages", "tools")
@@ -282,34 +300,196 @@ def build_record(
 
 
 def record_line(
-    p: Pending, *, rid: str, service: str, host: str, pid: int, policy: TextPolicy
-) -> tuple[str, dict[str, Any]]:
-    """The record as one JSON line (no newline), and as a dict.
+    p: Pending,
+    *,
+    rid: str,
+    service: str,
+    host: str,
+    pid: int,
+    policy: TextPolicy,
+    defaults: Mapping[str, str] | None = None,
+) -> bytes:
+    """The record as one UTF-8 JSON line, without the newline.
 
-    In ``full`` text mode the canonical JSON of messages and tools computed for ``prompt_sha256`` is
-    spliced into the line instead of being encoded a second time.
+    ``defaults`` are the logger's own tags (request tags override them).  The common shapes (plain
+    message dicts, text, a usage dict; ``full`` text mode, orjson installed) take a lean path that
+    writes the same bytes as the general one; text that cannot be UTF-8 encoded (lone surrogates)
+    is written with JSON ``\\u`` escapes.
     """
-    canon: dict[str, str] = {}
+    if use_orjson and policy.mode == "full":
+        line = _lean_line(p, rid, service, host, pid, defaults)
+        if line is not None:
+            return line
+    if defaults:
+        p = p._replace(context_tags={**defaults, **p.context_tags})
+    return _general_line(p, rid, service, host, pid, policy)
+
+
+def _general_line(p: Pending, rid: str, service: str, host: str, pid: int, policy: TextPolicy) -> bytes:
+    """Any record.  In ``full`` text mode the canonical JSON of messages and tools computed for
+    ``prompt_sha256`` is spliced into the line instead of being encoded a second time."""
+    canon: dict[str, tuple[bytes, bool]] = {}
     rec = _build(p, rid, service, host, pid, policy, canon)
-    if not canon:
-        return _dumps(rec), rec
     spliced = {k: rec.pop(k) for k in _SPLICED if k in canon}
     head = _dumps(rec)
     rec.update(spliced)
-    tail = "".join([f',"{k}":{canon[k]}' for k in spliced])
-    return head[:-1] + tail + "}", rec
+    try:
+        if not all(canon[k][1] for k in spliced):
+            raise UnicodeEncodeError("utf-8", "", 0, 1, "lone surrogate")
+        line = head.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: this record with \u escapes
+        return _dumps_ascii(rec).encode("ascii")
+    if not spliced:
+        return line
+    return b"".join([line[:-1], *[_SPLICE_KEYS[k] + canon[k][0] for k in spliced], b"}"])
 
 
-def _digest(messages: Any, prompt: Any, tools: Any, canon: dict[str, str] | None) -> str:
+_SPLICE_KEYS = {"messages": b',"messages":', "tools": b',"tools":'}
+
+
+def _digest(messages: Any, prompt: Any, tools: Any, canon: dict[str, tuple[bytes, bool]] | None) -> str:
     if canon is None:
         return prompt_digest(messages, prompt, tools)
-    m, t = _canonical(messages), _canonical(tools)
-    blob = '{"messages":' + m + ',"prompt":' + _canonical(prompt) + ',"tools":' + t + "}"
+    m, t = _canonical_bytes(messages), _canonical_bytes(tools)
+    blob = b"".join(
+        [b'{"messages":', m[0], b',"prompt":', _canonical_bytes(prompt)[0], b',"tools":', t[0], b"}"]
+    )
     if messages is not None:
         canon["messages"] = m
     if tools is not None:
         canon["tools"] = t
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(blob).hexdigest()
+
+
+_LEAN_DECLINED = frozenset({"tool_calls", "choices", "inputs", "messages", "tools"})
+"""Extra fields the lean path leaves to the general one (rewritten, or clashing with spliced keys)."""
+
+
+def _lean_line(
+    p: Pending, rid: str, service: str, host: str, pid: int, defaults: Mapping[str, str] | None
+) -> bytes | None:
+    """:func:`_general_line` in ``full`` text mode with orjson, byte for byte, for the common shapes
+    (a list of message dicts or a str prompt, str completion, tools as a list of dicts); ``None``
+    for anything else.  No str round trip, and no float scan of what cannot hold a float."""
+    messages, prompt, completion, tools = p.messages, p.prompt, p.completion, p.tools
+    if (prompt is not None and type(prompt) is not str) or (
+        completion is not None and type(completion) is not str
+    ):
+        return None
+    fields = p.fields
+    check = False  # whether the head may hold a float orjson writes differently from json
+    if fields:
+        if not _LEAN_DECLINED.isdisjoint(fields):
+            return None
+        check = True
+    chars = 0
+    m = t = None
+    if messages is not None:
+        if type(messages) is not list:
+            return None
+        plain = True
+        for msg in messages:
+            if type(msg) is not dict:
+                return None
+            content = msg.get("content")
+            if type(content) is str:
+                chars += len(content)
+            elif content is not None:
+                chars += _content_chars(content)
+                plain = False
+            if plain and (len(msg) != 2 or "content" not in msg or type(msg.get("role")) is not str):
+                plain = all(v is None or type(v) is str for v in msg.values())  # no float in it
+        try:
+            m = _orjson.dumps(messages, option=_CANONICAL)
+        except (TypeError, ValueError):
+            return None
+        if not plain and _float_differs(m):
+            return None
+    if tools is not None:
+        if type(tools) is not list or (messages is None and prompt is None):
+            return None  # (no prompt: no digest, and the tools are not spliced)
+        if any(type(x) is not dict for x in tools):
+            return None
+        t = _orjson_bytes(tools, True, None)
+        if t is None:
+            return None
+    latency = p.latency_ms
+    if latency is not None and (type(latency) is not float and type(latency) is not int):
+        return None  # bool, numeric subclasses, non-numbers: the general path's rules
+    start = p.logged_at
+    if p.ts is None and latency is not None and latency > 0:
+        start -= latency / 1000.0
+    head: dict[str, Any] = {
+        "v": RECORD_VERSION, "id": rid, "ts": _iso(p.ts, start), "service": service, "host": host,
+        "pid": pid,
+    }  # fmt: skip
+    request_id = p.request_id
+    if request_id is not None:
+        head["request_id"] = request_id
+        check = check or type(request_id) is not str
+    model = p.model
+    if model is not None:
+        head["model"] = model
+        check = check or type(model) is not str
+    if prompt is not None:
+        head["prompt"] = prompt
+    if completion is not None:
+        head["completion"] = completion
+    head["text"] = "full"
+    if m is not None or prompt is not None:
+        p_bytes = b"null"
+        if prompt is not None:
+            try:
+                p_bytes = _orjson.dumps(prompt)
+            except (TypeError, ValueError):  # lone surrogates
+                return None
+        head["prompt_sha256"] = hashlib.sha256(
+            b"".join([b'{"messages":', m if m is not None else b"null", b',"prompt":', p_bytes,
+                      b',"tools":', t if t is not None else b"null", b"}"])
+        ).hexdigest()  # fmt: skip
+        head["prompt_chars"] = chars if m is not None else len(prompt)  # type: ignore[arg-type]
+    if completion is not None:
+        head["completion_chars"] = len(completion)
+    if p.usage is not None:
+        usage = _usage(p.usage)
+        if usage is not None:
+            head["usage"] = usage
+    estimate = p.estimate
+    if estimate is not None:
+        head["estimate"] = dict(estimate) if isinstance(estimate, Mapping) else normalize_usage(estimate)
+        check = True
+    context = p.context_tags
+    tags = {**defaults, **context} if defaults else dict(context) if context else {}
+    if context:
+        check = check or not all(type(v) is str for v in context.values())
+    if p.tags:
+        tags.update({str(k): str(v) for k, v in p.tags.items() if v is not None})
+    if tags:
+        head["tags"] = tags
+    if latency is not None:
+        latency = head["latency_ms"] = round(float(latency), 3)
+        check = check or not (latency == 0 or 0.001 <= abs(latency) < 1e15)
+    status = head["status"] = p.status or "ok"
+    check = check or type(status) is not str
+    if fields:
+        for key, value in fields.items():
+            if value is not None and key not in _RESERVED and key not in head:
+                head[key] = value
+    try:
+        out: bytes = _orjson.dumps(head, default=_default)
+    except (TypeError, ValueError):
+        return None
+    if check and _float_differs(out):
+        return None
+    if m is None and t is None:
+        return out
+    parts = [out[:-1]]
+    if m is not None:
+        parts += (b',"messages":', m)
+    if t is not None:
+        parts += (b',"tools":', t)
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def _build(
@@ -319,7 +499,7 @@ def _build(
     host: str,
     pid: int,
     policy: TextPolicy,
-    canon: dict[str, str] | None,
+    canon: dict[str, tuple[bytes, bool]] | None,
 ) -> dict[str, Any]:
     full = policy.mode == "full"
     if not full:
@@ -481,25 +661,13 @@ _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), defaul
 
 def _dumps(obj: Any) -> str:
     if use_orjson:
-        text = _orjson_text(obj, False, _default)
-        if text is not None:
-            return text
+        out = _orjson_bytes(obj, False, _default)
+        if out is not None:
+            return out.decode("utf-8")
     return _json_dumps(obj)
 
 
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_default).encode
-
-
-def encode_records(records: Sequence[dict[str, Any]]) -> bytes:
-    """Serialise records as UTF-8 JSON Lines (every line complete, ending in ``\\n``).
-
-    Text that cannot be UTF-8 encoded (lone surrogates) is written with JSON ``\\u`` escapes.
-    """
-    text = "\n".join([_dumps(r) for r in records]) + "\n"
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return ("\n".join([_dumps_ascii(r) for r in records]) + "\n").encode("ascii")
 
 
 def loss_line(
