@@ -394,11 +394,14 @@ def _lean_line(
             content = msg.get("content")
             if type(content) is str:
                 chars += len(content)
+                if len(msg) == 2 and type(msg.get("role")) is str:
+                    continue  # {"role": str, "content": str}: no float in it
             elif content is not None:
                 chars += _content_chars(content)
                 plain = False
-            if plain and (len(msg) != 2 or "content" not in msg or type(msg.get("role")) is not str):
-                plain = all(v is None or type(v) is str for v in msg.values())  # no float in it
+                continue
+            if plain:
+                plain = all(v is None or type(v) is str for v in msg.values())
         try:
             m = _orjson.dumps(messages, option=_CANONICAL)
         except (TypeError, ValueError):
@@ -420,8 +423,8 @@ def _lean_line(
     if p.ts is None and latency is not None and latency > 0:
         start -= latency / 1000.0
     head: dict[str, Any] = {
-        "v": RECORD_VERSION, "id": rid, "ts": _iso(p.ts, start), "service": service, "host": host,
-        "pid": pid,
+        "v": RECORD_VERSION, "id": rid, "ts": iso_epoch(start) if p.ts is None else _iso(p.ts, start),
+        "service": service, "host": host, "pid": pid,
     }  # fmt: skip
     request_id = p.request_id
     if request_id is not None:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -101,15 +101,11 @@ def _positive(name: str, value: float, kind: type = int) -> None:
         raise ConfigError(f"UsageLogger({name}=...) must be an integer, got {value!r}")
 
 
-def _span(times: Iterable[float]) -> tuple[float, float]:
-    first = last = None
-    for t in times:
-        if first is None or t < first:
-            first = t
-        if last is None or t > last:
-            last = t
-    now = time.time()
-    return (now if first is None else first), (now if last is None else last)
+def _span(times: list[float]) -> tuple[float, float]:
+    if not times:
+        now = time.time()
+        return now, now
+    return min(times), max(times)
 
 
 class _Retry:
@@ -509,7 +505,7 @@ class UsageLogger:
             if not batch:
                 break
             lines = self._serialise(batch)
-            first, last = _span(p.logged_at for p in batch)
+            first, last = _span([p.logged_at for p in batch])
             if not self._write(lines, len(lines), first, last):
                 return False
         if self._losses or self._spill:
