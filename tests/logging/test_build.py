@@ -1,4 +1,4 @@
-"""The writer's lean path writes the very bytes of the general one, and both honour the contract."""
+"""The writer's lean path writes the general path's record (less what a reader derives from its text)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmtally._record import prompt_digest
+from llmtally._record import prompt_chars, prompt_digest
 from llmtally.logging import _build
 from llmtally.logging._build import Pending, TextPolicy, build_record, record_line
 
@@ -154,13 +154,36 @@ def _general(p: Pending, defaults: dict[str, str]) -> bytes:
     return _build._general_line(p, "0" * 32, "svc", "h", 1, FULL)
 
 
+def _values_of(obj: Any) -> Any:
+    """JSON values with NaN and infinities as null (orjson writes them so, json as NaN)."""
+    if isinstance(obj, float) and not _finite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _values_of(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_values_of(v) for v in obj]
+    return obj
+
+
+def derived(rec: dict[str, Any]) -> tuple[Any, Any]:
+    """``prompt_sha256`` and ``prompt_chars`` as a reader derives them from a ``full`` record's text
+    (what the pipeline's parser does when the logger left them out)."""
+    messages, prompt = rec.get("messages"), rec.get("prompt")
+    if messages is None and prompt is None:
+        return None, None
+    return prompt_digest(messages, prompt, rec.get("tools")), prompt_chars(messages, prompt)
+
+
 @settings(max_examples=1500, deadline=None)
 @given(p=pendings(), defaults=st.just({}) | st.just({"env": "prod", "feature": "d"}))
-def test_the_lean_line_is_the_general_line_byte_for_byte(p: Pending, defaults: dict[str, str]) -> None:
-    """Over odd inputs (small floats, big ints, NaN, lone surrogates, nested tools, pydantic-like and
-    dataclass objects, clashing extra fields): the lean path writes exactly the general path's bytes
-    or leaves the record to it; either way the line is valid UTF-8 JSON of the record, with json's
-    canonical digest."""
+def test_the_lean_line_is_the_general_record_and_its_digest_derives_exactly(
+    p: Pending, defaults: dict[str, str]
+) -> None:
+    """Over odd inputs (small and huge floats, big ints, NaN, lone surrogates, nested tools,
+    pydantic-like and dataclass objects, datetimes, clashing extra fields): the lean path writes the
+    general path's record, key for key and value for value, less ``prompt_sha256`` and
+    ``prompt_chars``, which a reader derives from the parsed line to exactly the general path's
+    values; or it leaves the record to the general path."""
     assert _build.use_orjson
     try:
         general = _general(p, defaults)
@@ -169,46 +192,60 @@ def test_the_lean_line_is_the_general_line_byte_for_byte(p: Pending, defaults: d
             record_line(p, rid="0" * 32, service="svc", host="h", pid=1, policy=FULL, defaults=defaults)
         return
     lean = _build._lean_line(p, "0" * 32, "svc", "h", 1, defaults)
-    if lean is not None:
-        assert lean == general
     line = record_line(p, rid="0" * 32, service="svc", host="h", pid=1, policy=FULL, defaults=defaults)
-    assert line == general and b"\n" not in line
+    assert line == (general if lean is None else lean) and b"\n" not in line
     rec = json.loads(line.decode("utf-8"))
+    expected = json.loads(general)
+    if lean is not None:
+        assert "prompt_sha256" not in rec and "prompt_chars" not in rec
+        digest, chars = expected.pop("prompt_sha256", None), expected.pop("prompt_chars", None)
+        assert list(rec) == list(expected) and _values_of(rec) == _values_of(expected)
+        assert derived(rec)[1] == chars
+        if _finite([p.messages, p.tools]):  # (NaN and infinities are not JSON: see docs/logger.md)
+            assert derived(rec) == (digest, chars)
+            assert derived(json.loads(json.dumps(rec))) == (digest, chars)  # any JSON reader's values
     with_defaults = p._replace(context_tags={**defaults, **p.context_tags}) if defaults else p
-    expected = build_record(with_defaults, rid="0" * 32, service="svc", host="h", pid=1, policy=FULL)
-    assert rec.keys() == expected.keys()
-    if "prompt_sha256" in expected and _finite([p.messages, p.tools, p.fields]):  # orjson writes NaN as null
-        assert rec["prompt_sha256"] == expected["prompt_sha256"]
+    built = build_record(with_defaults, rid="0" * 32, service="svc", host="h", pid=1, policy=FULL)
+    assert json.loads(general).keys() == built.keys()
+    if "prompt_sha256" in built and _finite([p.messages, p.tools, p.fields]):  # orjson writes NaN as null
+        assert json.loads(general)["prompt_sha256"] == built["prompt_sha256"]
     _build.use_orjson = False
-    try:  # the base install (stdlib json) writes the same record and digest
-        slow = record_line(p, rid="0" * 32, service="svc", host="h", pid=1, policy=FULL, defaults=defaults)
+    try:  # the base install (stdlib json) writes the same record, with its digest
+        slow = json.loads(
+            record_line(p, rid="0" * 32, service="svc", host="h", pid=1, policy=FULL, defaults=defaults)
+        )
     finally:
         _build.use_orjson = True
-    assert json.loads(slow).keys() == rec.keys()
-    if _finite([p.messages, p.tools, p.fields]):
-        assert json.loads(slow).get("prompt_sha256") == rec.get("prompt_sha256")
+    assert slow.keys() == built.keys()
+    if "prompt_sha256" in built and _finite([p.messages, p.tools, p.fields]):
+        assert slow["prompt_sha256"] == built["prompt_sha256"]
+        if lean is not None:
+            assert derived(rec) == (slow["prompt_sha256"], slow.get("prompt_chars"))
 
 
 def test_the_common_shapes_take_the_lean_path() -> None:
     messages = [{"role": "system", "content": "你好"}, {"role": "user", "content": "1e-5 0.00001"}]
     p = Pending(
-        1.5, None, "qwen3-8b", messages, None, "晴", [{"type": "function", "function": {"name": "f", "t": 0.5}}],
+        1.5, None, "qwen3-8b", messages, None, "晴", [{"type": "function", "function": {"name": "f", "t": 1e-05}}],
         {"prompt_tokens": 3, "completion_tokens": 1}, None, {"feature": "chat"}, {"user": "u1"}, 420.0, "ok",
         "r1", {"endpoint": "chat.completions", "finish_reason": "stop", "ttft_ms": 12.5},
     )  # fmt: skip
     line = _build._lean_line(p, "0" * 32, "svc", "h", 1, {"env": "prod"})
-    assert line is not None and line == _general(p, {"env": "prod"})
+    assert line is not None
     rec = json.loads(line)
-    assert rec["prompt_sha256"] == prompt_digest(messages, None, p.tools)
-    assert rec["prompt_chars"] == 2 + 12 and rec["completion_chars"] == 1
+    assert "prompt_sha256" not in rec and "prompt_chars" not in rec and rec["completion_chars"] == 1
+    assert derived(rec) == (prompt_digest(messages, None, p.tools), 2 + 12)
     assert rec["tags"] == {"env": "prod", "user": "u1", "feature": "chat"}
-    assert list(rec)[-2:] == ["messages", "tools"]  # spliced canonical text, keys sorted
-    assert line.endswith(b'"messages":[{"content":"\xe4\xbd\xa0\xe5\xa5\xbd","role":"system"},'
-                         b'{"content":"1e-5 0.00001","role":"user"}],'
-                         b'"tools":[{"function":{"name":"f","t":0.5},"type":"function"}]}')  # fmt: skip
+    assert list(rec)[-2:] == ["messages", "tools"] and rec["tools"][0]["function"]["t"] == 1e-05
+    assert line.endswith(b'"messages":[{"role":"system","content":"\xe4\xbd\xa0\xe5\xa5\xbd"},'
+                         b'{"role":"user","content":"1e-5 0.00001"}],'
+                         b'"tools":[{"type":"function","function":{"name":"f","t":0.00001}}]}')  # fmt: skip
     prompt_only = p._replace(messages=None, tools=None, prompt="hi", fields=None)
     line = _build._lean_line(prompt_only, "0" * 32, "svc", "h", 1, None)
-    assert line is not None and json.loads(line)["prompt_sha256"] == prompt_digest(None, "hi", None)
+    assert line is not None and derived(json.loads(line)) == (prompt_digest(None, "hi", None), 2)
+    for policy in (TextPolicy.parse("hash"), TextPolicy.parse("prefix:3")):  # text gone: computed here
+        rec = json.loads(record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=policy))
+        assert rec["prompt_sha256"] == prompt_digest(messages, None, p.tools) and rec["prompt_chars"] == 14
 
 
 @pytest.mark.parametrize(
@@ -222,5 +259,5 @@ def test_lone_surrogates_are_written_with_escapes_on_their_own_line(field: str, 
                 {}, None, "ok", None, None)  # fmt: skip
     line = record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=FULL)
     assert line.isascii() and json.loads(line)[field] == value
-    rec = json.loads(line)
-    assert rec["prompt_sha256"] == prompt_digest(base["messages"], base["prompt"], None)
+    rec = json.loads(line)  # the general path: the digest is written (and would derive the same)
+    assert rec["prompt_sha256"] == prompt_digest(base["messages"], base["prompt"], None) == derived(rec)[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from llmtally.logging import MemorySink, UsageLogger
+from llmtally.logging._build import Pending
 from llmtally.pipeline import DayParser, ParseStats, UsageRecord, reconcile
 from llmtally.report import ReportSettings, make_report
 from llmtally.store import LossEntry, MemoryStore
@@ -338,9 +339,18 @@ class CountingSink(MemorySink):
         super().write_batch(data, count)
 
 
+@pytest.fixture
+def small_spill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers write their spill at 64 KiB (not 1 MiB), so small records reach it."""
+    from llmtally.logging import _logger
+
+    monkeypatch.setattr(_logger, "_SPILL_BYTES", 64 * 1024)
+
+
+@pytest.mark.usefixtures("small_spill")
 def test_callers_spill_whole_lines_and_the_counts_stay_exact_throughout() -> None:
-    """Four threads overflow a queue of 64: their records go to the spill, written 64 KiB at a time
-    by the caller that fills it or with the writer's next batch; ``logged == written + dropped +
+    """Four threads overflow a queue of 64: their records go to the spill, written when it is full
+    by the caller that fills it, or with the writer's next batch; ``logged == written + dropped +
     queued`` holds at every moment, and every record is on the sink exactly once."""
     sink = CountingSink()
     lg = UsageLogger(service="svc", sink=sink, max_queue_size=64, max_batch_size=64, schedule_delay=0.01)
@@ -396,6 +406,7 @@ class CallersDiskFull(MemorySink):
         super().write_batch(data, count)
 
 
+@pytest.mark.usefixtures("small_spill")
 def test_a_spill_the_sink_refuses_is_lost_exactly_and_written_down() -> None:
     sink = CallersDiskFull()
     lg = UsageLogger(service="svc", sink=sink, max_queue_size=4, max_batch_size=4, schedule_delay=0.01)
@@ -444,3 +455,17 @@ def test_a_crash_mid_burst_leaves_whole_lines(tmp_path: Path) -> None:
     assert parsed.stats.quarantined == parsed.stats.duplicates == 0
     assert parsed.stats.partial_lines <= parsed.stats.files
     assert len({r.prompt for r in parsed.records}) == parsed.stats.records
+
+
+def test_a_record_spilled_while_the_logger_closes_is_still_written() -> None:
+    """A caller that found the queue full just before ``close()`` and spills after close's last
+    flush writes the spill itself: nothing is left behind in memory."""
+    sink = MemorySink()
+    lg = UsageLogger(service="svc", sink=sink, max_queue_size=1, max_batch_size=1)
+    assert lg.close(5)
+    p = Pending(
+        time.time(), None, "m", None, "late", "好的", None, None, None, None, {}, None, "ok", None, None
+    )
+    lg._write_inline(p)  # what _overflow does for a caller that passed the closed check in time
+    assert lg.stats() == {"logged": 1, "written": 1, "dropped": 0, "queued": 0}
+    assert [json.loads(x)["prompt"] for x in sink.lines()] == ["late"]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._exceptions import ConfigError
-from .._record import RECORD_VERSION, normalize_usage, prompt_digest
+from .._record import RECORD_VERSION, _float_differs, normalize_usage, prompt_chars, prompt_digest
 
 __all__ = [
     "Pending",
@@ -85,22 +85,6 @@ class TextPolicy:
         return f"prefix:{self.prefix}" if self.mode == "prefix" else self.mode
 
 
-def _content_chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, Sequence):
-        n = 0
-        for part in content:
-            if isinstance(part, Mapping):
-                text = part.get("text")
-                if isinstance(text, str):
-                    n += len(text)
-            elif isinstance(part, str):
-                n += len(part)
-        return n
-    return 0
-
-
 def _get(obj: Any, key: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(key)
@@ -137,14 +121,6 @@ def _usage(usage: Any) -> dict[str, int | None] | None:
                 "reasoning_tokens": None,
             }
     return normalize_usage(usage)
-
-
-def _prompt_chars(messages: list[Any]) -> int:
-    n = 0
-    for m in messages:
-        content = m.get("content") if type(m) is dict else _get(m, "content")
-        n += len(content) if type(content) is str else _content_chars(content)
-    return n
 
 
 def _cut_messages(messages: Any, n: int) -> Any:
@@ -220,19 +196,6 @@ except ImportError:  # the base install: stdlib json (tests force this path too)
 # is re-encoded by json so the canonical text, and so the digest, does not depend on the install.
 # Two exceptions, neither of them JSON: NaN / infinities (orjson: null) and Enum members (orjson:
 # their value; json's default=str: their name).
-
-
-def _float_differs(out: bytes) -> bool:
-    """Whether orjson's ``out`` may hold a float json writes differently (``0.0000…``, ``<d>e-<d>``);
-    ``bytes.find`` scans, as a regular expression costs more than the encoding itself."""
-    if b"0.0000" in out:
-        return True
-    i = out.find(b"e-")
-    while i > 0:
-        if 48 <= out[i - 1] <= 57 and i + 2 < len(out) and 48 <= out[i + 2] <= 57:
-            return True
-        i = out.find(b"e-", i + 2)
-    return False
 
 
 # canonical: sorted keys; datetimes and dataclasses go to json's default=str like everything else
@@ -361,64 +324,46 @@ def _digest(messages: Any, prompt: Any, tools: Any, canon: dict[str, tuple[bytes
     return hashlib.sha256(blob).hexdigest()
 
 
-_LEAN_DECLINED = frozenset({"tool_calls", "choices", "inputs", "messages", "tools"})
-"""Extra fields the lean path leaves to the general one (rewritten, or clashing with spliced keys)."""
+_LEAN_DECLINED = frozenset({"tool_calls", "choices", "inputs", "messages", "prompt", "tools"})
+"""Extra fields the lean path leaves to the general one (rewritten, or clashing with text keys)."""
+_TEXT_OPTIONS = (
+    _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS if _orjson is not None else 0
+)
+"""Messages and tools as plain JSON: anything orjson would render otherwise than its parsed-back
+value's canonical JSON (datetimes, dataclasses, other objects) raises instead."""
 
 
 def _lean_line(
     p: Pending, rid: str, service: str, host: str, pid: int, defaults: Mapping[str, str] | None
 ) -> bytes | None:
-    """:func:`_general_line` in ``full`` text mode with orjson, byte for byte, for the common shapes
-    (a list of message dicts or a str prompt, str completion, tools as a list of dicts); ``None``
-    for anything else.  No str round trip, and no float scan of what cannot hold a float."""
+    """The common ``full`` records (a list of messages or a str prompt, str completion, tools as a
+    list; orjson installed) in two orjson calls, or ``None`` for :func:`_general_line`.
+
+    Messages, prompt and tools are written as plain JSON that parses back to values whose canonical
+    JSON is the one the logger would have hashed (str keys, no objects, ints within 64 bits, no lone
+    surrogates: orjson raises otherwise), so ``prompt_sha256`` and ``prompt_chars`` are left out:
+    the reader derives them (:mod:`llmtally._record`).  Every other key is the general path's.
+    """
     messages, prompt, completion, tools = p.messages, p.prompt, p.completion, p.tools
     if (prompt is not None and type(prompt) is not str) or (
         completion is not None and type(completion) is not str
     ):
         return None
+    if messages is not None and type(messages) is not list:
+        return None
+    if tools is not None and (type(tools) is not list or (messages is None and prompt is None)):
+        return None  # (tools without a prompt: the general path's business)
     fields = p.fields
-    check = False  # whether the head may hold a float orjson writes differently from json
-    if fields:
-        if not _LEAN_DECLINED.isdisjoint(fields):
-            return None
-        check = True
-    chars = 0
-    m = t = None
-    if messages is not None:
-        if type(messages) is not list:
-            return None
-        plain = True
-        for msg in messages:
-            if type(msg) is not dict:
-                return None
-            content = msg.get("content")
-            if type(content) is str:
-                chars += len(content)
-                if len(msg) == 2 and type(msg.get("role")) is str:
-                    continue  # {"role": str, "content": str}: no float in it
-            elif content is not None:
-                chars += _content_chars(content)
-                plain = False
-                continue
-            if plain:
-                plain = all(v is None or type(v) is str for v in msg.values())
-        try:
-            m = _orjson.dumps(messages, option=_CANONICAL)
-        except (TypeError, ValueError):
-            return None
-        if not plain and _float_differs(m):
-            return None
-    if tools is not None:
-        if type(tools) is not list or (messages is None and prompt is None):
-            return None  # (no prompt: no digest, and the tools are not spliced)
-        if any(type(x) is not dict for x in tools):
-            return None
-        t = _orjson_bytes(tools, True, None)
-        if t is None:
-            return None
+    if fields and not _LEAN_DECLINED.isdisjoint(fields):
+        return None
     latency = p.latency_ms
     if latency is not None and (type(latency) is not float and type(latency) is not int):
         return None  # bool, numeric subclasses, non-numbers: the general path's rules
+    try:
+        m = _orjson.dumps(messages, option=_TEXT_OPTIONS) if messages is not None else None
+        t = _orjson.dumps(tools, option=_TEXT_OPTIONS) if tools is not None else None
+    except (TypeError, ValueError):
+        return None
     start = p.logged_at
     if p.ts is None and latency is not None and latency > 0:
         start -= latency / 1000.0
@@ -426,31 +371,15 @@ def _lean_line(
         "v": RECORD_VERSION, "id": rid, "ts": iso_epoch(start) if p.ts is None else _iso(p.ts, start),
         "service": service, "host": host, "pid": pid,
     }  # fmt: skip
-    request_id = p.request_id
-    if request_id is not None:
-        head["request_id"] = request_id
-        check = check or type(request_id) is not str
-    model = p.model
-    if model is not None:
-        head["model"] = model
-        check = check or type(model) is not str
+    if p.request_id is not None:
+        head["request_id"] = p.request_id
+    if p.model is not None:
+        head["model"] = p.model
     if prompt is not None:
         head["prompt"] = prompt
     if completion is not None:
         head["completion"] = completion
     head["text"] = "full"
-    if m is not None or prompt is not None:
-        p_bytes = b"null"
-        if prompt is not None:
-            try:
-                p_bytes = _orjson.dumps(prompt)
-            except (TypeError, ValueError):  # lone surrogates
-                return None
-        head["prompt_sha256"] = hashlib.sha256(
-            b"".join([b'{"messages":', m if m is not None else b"null", b',"prompt":', p_bytes,
-                      b',"tools":', t if t is not None else b"null", b"}"])
-        ).hexdigest()  # fmt: skip
-        head["prompt_chars"] = chars if m is not None else len(prompt)  # type: ignore[arg-type]
     if completion is not None:
         head["completion_chars"] = len(completion)
     if p.usage is not None:
@@ -460,20 +389,15 @@ def _lean_line(
     estimate = p.estimate
     if estimate is not None:
         head["estimate"] = dict(estimate) if isinstance(estimate, Mapping) else normalize_usage(estimate)
-        check = True
     context = p.context_tags
     tags = {**defaults, **context} if defaults else dict(context) if context else {}
-    if context:
-        check = check or not all(type(v) is str for v in context.values())
     if p.tags:
         tags.update({str(k): str(v) for k, v in p.tags.items() if v is not None})
     if tags:
         head["tags"] = tags
     if latency is not None:
-        latency = head["latency_ms"] = round(float(latency), 3)
-        check = check or not (latency == 0 or 0.001 <= abs(latency) < 1e15)
-    status = head["status"] = p.status or "ok"
-    check = check or type(status) is not str
+        head["latency_ms"] = round(float(latency), 3)
+    head["status"] = p.status or "ok"
     if fields:
         for key, value in fields.items():
             if value is not None and key not in _RESERVED and key not in head:
@@ -481,8 +405,6 @@ def _lean_line(
     try:
         out: bytes = _orjson.dumps(head, default=_default)
     except (TypeError, ValueError):
-        return None
-    if check and _float_differs(out):
         return None
     if m is None and t is None:
         return out
@@ -545,10 +467,9 @@ def _build(
     rec["text"] = policy.label
     if messages is not None or prompt is not None:
         rec["prompt_sha256"] = _digest(messages, prompt, tools, canon)
-        if type(messages) is list:
-            rec["prompt_chars"] = _prompt_chars(messages)
-        elif prompt is not None:
-            rec["prompt_chars"] = len(prompt)
+        chars = prompt_chars(messages if type(messages) is list else None, prompt)
+        if chars is not None:
+            rec["prompt_chars"] = chars
     if completion is not None:
         rec["completion_chars"] = len(completion)
     usage = _usage(p.usage) if p.usage is not None else None

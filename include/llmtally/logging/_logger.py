@@ -50,7 +50,7 @@ ON_FULL = ("write", "drop", "block")
 """What :meth:`UsageLogger.log` does when the queue is full (see :class:`UsageLogger`)."""
 _HAND_OVER_S = 0.0005  # longest stretch of writer work between GIL hand-overs
 _HAND_OVER_BUSY_S = 0.0001  # ... while a caller writes records itself (the queue is full)
-_SPILL_BYTES = 64 * 1024  # callers that find the queue full write their records this many bytes at a time
+_SPILL_BYTES = 1024 * 1024  # callers that find the queue full write their records this many bytes at a time
 _MAX_BACKOFF_S = 30.0
 QUEUE_FULL = "queue full"
 UNWRITTEN = "unwritten at exit"
@@ -365,9 +365,11 @@ class UsageLogger:
             spill.append(line)
             self._spilled += 1
             self._spill_bytes += len(line) + 1
-            if self._spill_bytes < _SPILL_BYTES:
+            if self._spill_bytes < _SPILL_BYTES and not self._closed:
                 return
-            lines, n, first, last = self._take_spill_locked()
+            lines, n, first, last = self._take_spill_locked()  # (closed meanwhile: no one else will)
+            if not n:
+                return
             self._callers_writing += 1
         try:
             lines.append(b"")  # the last line's newline

@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .._config import DEFAULT_TIMEZONE
-from .._record import normalize_usage, prompt_digest
+from .._record import normalize_usage, parsed_prompt_digest, prompt_chars, prompt_digest
 from .._time import day_bounds
 from ..store._rows import LossEntry, QuarantineEntry
 from .record import UsageRecord
@@ -223,7 +223,7 @@ class DayParser:
                 if obj.get("kind") == "loss":
                     self._loss(obj)
                     return None
-                rec = self._json(obj, source, lineno)
+                rec = self._json(obj, line, source, lineno)
             else:
                 rec = self._legacy(line, source, lineno, path)
         except _Bad as exc:
@@ -295,7 +295,7 @@ class DayParser:
             )  # fmt: skip
             self.losses.append(entry)
 
-    def _json(self, obj: dict[str, Any], source: str, lineno: int) -> UsageRecord:
+    def _json(self, obj: dict[str, Any], text: str, source: str, lineno: int) -> UsageRecord:
         rid = obj.get("id")
         if not isinstance(rid, str) or not _ID.fullmatch(rid):
             raise _Bad("missing or invalid id")
@@ -328,9 +328,24 @@ class DayParser:
         latency = obj.get("latency_ms")
         if isinstance(latency, bool) or not isinstance(latency, int | float | None):
             raise _Bad("latency_ms is not a number")
+        ts = self._ts(obj.get("ts"))
+        digest = obj.get("prompt_sha256")
+        chars = _int_or_none(obj.get("prompt_chars"), "prompt_chars")
+        prompt = obj.get("prompt")
+        if (
+            (digest is None or chars is None)
+            and (messages is not None or prompt is not None)
+            and obj.get("text") == "full"
+            and self._start <= ts < self._until  # (only for records taken)
+        ):  # left out by the logger: derived from the text, the value it would have written
+            if digest is None:
+                finite = "NaN" not in text and "Infinity" not in text  # (orjson would write null)
+                digest = (parsed_prompt_digest if finite else prompt_digest)(messages, prompt, tools)
+            if chars is None:
+                chars = prompt_chars(messages, prompt)
         return UsageRecord(
             id=rid,
-            ts=self._ts(obj.get("ts")),
+            ts=ts,
             source=source,
             line=lineno,
             v=_int_or_none(obj.get("v"), "v") or 1,
@@ -341,7 +356,7 @@ class DayParser:
             endpoint=obj.get("endpoint"),
             model=obj.get("model"),
             messages=messages,
-            prompt=obj.get("prompt"),
+            prompt=prompt,
             tools=tools,
             tool_choice=obj.get("tool_choice"),
             template_kwargs=kwargs,
@@ -351,8 +366,8 @@ class DayParser:
             choices=choices,
             inputs=inputs,
             text=obj.get("text"),
-            prompt_sha256=obj.get("prompt_sha256"),
-            prompt_chars=_int_or_none(obj.get("prompt_chars"), "prompt_chars"),
+            prompt_sha256=digest,
+            prompt_chars=chars,
             completion_chars=_int_or_none(obj.get("completion_chars"), "completion_chars"),
             usage=_counts(obj.get("usage"), "usage"),
             estimate=_counts(obj.get("estimate"), "estimate"),
