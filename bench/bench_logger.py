@@ -10,7 +10,9 @@ completion, reported usage, tags), writing JSON Lines files on its own thread.  
 process, on the same chats, in the same run.
 
 The logger runs at the defaults a user gets (queue of 65,536, ``on_full="write"``: a burst of
-``--n`` records overflows the queue and the caller writes the overflow itself), and the same burst
+``--n`` records overflows the queue and the caller builds the overflow itself, ``built_by_callers``),
+with orjson where installed, and again with the writer forced to stdlib json (the base install); the
+same burst
 again with ``on_full="drop"`` for comparison: ``log()`` p50/p99/max over every call of the burst,
 records/s from the first ``log()`` to the last record on disk (``close()`` returned), what was lost
 and what the loss markers on disk say.  Both for multi-turn (~1.7 kB) and single-turn records.

@@ -1,8 +1,10 @@
-"""Turn what :meth:`UsageLogger.log` queued into raw records and JSON Lines (background thread only).
+"""Turn what :meth:`UsageLogger.log` queued into raw records and JSON Lines (off the request path).
 
-Everything here runs on the logger's writer thread: hashing, counting characters, normalising usage,
-applying the text policy (``LLMTALLY_LOG_TEXT``) and serialising.  The record format is documented in
-:mod:`llmtally._record`.
+Everything here runs on the logger's writer thread (or on a caller's, the queue being full):
+normalising usage, applying the text policy (``LLMTALLY_LOG_TEXT``), hashing and counting characters
+where the record needs it, and serialising.  The record format is documented in
+:mod:`llmtally._record`.  The common ``full`` records take a lean path (:func:`_lean_line`: two orjson
+calls, no digest, which the reader derives); everything else the general one (:func:`_general_line`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ construction.  :meth:`UsageLogger.log` never raises for runtime trouble and does
 queue has room.
 
 Unlike OTel it does not drop by default (a usage record is a bill): a full queue hands the record to
-the caller's thread, which writes it itself (``on_full="write"``).  Whatever is still lost — the
+the caller's thread, which builds and serialises it itself into a bounded *spill* of whole lines,
+written by the caller that fills it or with the writer's next batch (``on_full="write"``).  Whatever
+is still lost — the
 ``drop`` policy, a failing sink beyond the queue's bound, records unwritten at close — is counted
 and written into the same log as a *loss marker* (:mod:`llmtally._record`) as soon as the sink
 accepts writes again, so the pipeline and the report see it.
@@ -129,12 +131,14 @@ class UsageLogger:
     ``on_full`` (default ``$LLMTALLY_LOG_ON_FULL`` or ``"write"``) says what :meth:`log` does when
     the queue is full:
 
-    * ``"write"``: the calling thread builds, serialises and appends that record itself (one write
-      of one line under the sink's lock; a few microseconds, plus the wait for a batch the writer
-      is appending at that moment).  Nothing is lost.
+    * ``"write"``: the calling thread builds and serialises that record itself (a few
+      microseconds) into the spill, a buffer of whole lines (at most 1 MiB) that the caller filling
+      it appends in one write under the sink's lock (that call also waits for the writer's next
+      hand-over) and the writer takes with its next batch.  Nothing is lost; spilled records count
+      as ``queued`` until written.
     * ``"drop"``: the record is dropped (a fraction of a microsecond), counted, and written down as
       a loss marker; for latency-critical callers that prefer a gap to a slower call.
-    * ``"block"``: wait up to ``block_timeout`` seconds (default 1) for room, then write inline as
+    * ``"block"``: wait up to ``block_timeout`` seconds (default 1) for room, then spill as
       ``"write"`` does.  Keeps the log in order under a burst; never use it on an event loop.
 
     While the sink fails (full disk, read-only volume) the writer keeps the batch it could not write
@@ -306,7 +310,7 @@ class UsageLogger:
         self._overflow(p)
 
     def _overflow(self, p: Pending) -> None:
-        """The queue is full or the logger closed: write ``p`` here, wait for room, or lose it."""
+        """The queue is full or the logger closed: spill ``p`` here, wait for room, or lose it."""
         try:
             if self._closed:
                 self._lose(1, p.logged_at, p.logged_at, CLOSED, at_enqueue=True)

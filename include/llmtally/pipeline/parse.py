@@ -8,6 +8,10 @@ partial line (a file that does not end in a newline: still being written or cut 
 and counted, re-read by a later run), or a malformed line, which goes to the quarantine with its
 source, line number, a reason and a truncated SHA-256 of its bytes — never its text.
 
+A ``full`` record without ``prompt_sha256`` or ``prompt_chars`` (the logger leaves them out) gets
+them derived from its messages, prompt and tools, as :mod:`llmtally._record` describes: the values
+the logger would have written.
+
 Legacy lines (``2026-11-20 10:00:00,123 - {'prompt': ..., 'prompt_tokens': ..., ...}``) are read with
 :func:`ast.literal_eval` (literals only, nothing is executed).  Their ``timestamp`` (epoch seconds or
 ISO text; naive means the configured time zone) dates them, else the ``asctime``.  Their id is a
