@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmtally import _record
-from llmtally._record import parsed_prompt_digest, prompt_chars, prompt_digest
+from llmtally._record import derived_prompt_fields, prompt_chars, prompt_digest
 
 _values = st.recursive(
     st.none()
@@ -33,18 +33,30 @@ _values = st.recursive(
 def test_the_digest_of_parsed_text_is_the_digest_of_the_values(
     messages: Any, prompt: Any, tools: Any
 ) -> None:
-    """What the logger would have hashed (the objects) and what a reader hashes (the values parsed
-    back from the line, by orjson where installed, by json otherwise) are one digest."""
-    expected = prompt_digest(messages, prompt, tools)
+    """What the logger would have written (from the objects) and what a reader derives (from the
+    values parsed back from the line, by orjson where installed, by json otherwise) are one digest
+    and one character count."""
+    expected = (prompt_digest(messages, prompt, tools), prompt_chars(messages, prompt))
     line = json.dumps({"messages": messages, "prompt": prompt, "tools": tools}, ensure_ascii=True)
     back = json.loads(line)
-    assert parsed_prompt_digest(back["messages"], back["prompt"], back["tools"]) == expected
-    assert prompt_digest(back["messages"], back["prompt"], back["tools"]) == expected
+    if messages is None and prompt is None:
+        assert derived_prompt_fields(None, None, back["tools"]) == (expected[0], None)
+        return
+    assert derived_prompt_fields(back["messages"], back["prompt"], back["tools"]) == expected
     orjson, _record._orjson = _record._orjson, None
     try:  # without llmtally[fast]
-        assert parsed_prompt_digest(back["messages"], back["prompt"], back["tools"]) == expected
+        assert derived_prompt_fields(back["messages"], back["prompt"], back["tools"]) == expected
     finally:
         _record._orjson = orjson
+
+
+def test_nonfinite_numbers_are_hashed_as_json_writes_them() -> None:
+    """NaN and infinities are not JSON; a line that holds them (json's ``NaN``) is hashed by json,
+    as the json writer did (orjson would write ``null``)."""
+    messages = [{"role": "user", "content": "x", "score": float("nan")}]
+    back = json.loads(json.dumps(messages))
+    digest, chars = derived_prompt_fields(back, None, None, nonfinite=True)
+    assert digest == prompt_digest(messages) and chars == 1
 
 
 def test_prompt_chars_counts_text_contents_only() -> None:

@@ -79,8 +79,8 @@ __all__ = [
     "RECORD_VERSION",
     "USAGE_KEYS",
     "content_chars",
+    "derived_prompt_fields",
     "normalize_usage",
-    "parsed_prompt_digest",
     "prompt_chars",
     "prompt_digest",
 ]
@@ -194,21 +194,50 @@ def _float_differs(out: bytes) -> bool:
     return False
 
 
-def parsed_prompt_digest(messages: Any = None, prompt: str | None = None, tools: Any = None) -> str:
-    """:func:`prompt_digest` of values parsed from JSON text without ``NaN`` or ``Infinity`` (what a
-    reader derives for a record that left the digest out): the same value, by orjson where it is
-    installed and writes json's canonical text (floats it writes differently, integers beyond 64
-    bits and lone surrogates go to json)."""
-    if _orjson is not None:
+def derived_prompt_fields(
+    messages: Any = None, prompt: str | None = None, tools: Any = None, *, nonfinite: bool = False
+) -> tuple[str, int | None]:
+    """``prompt_sha256`` and ``prompt_chars`` of a ``full`` record that left them out, from its text
+    as parsed from JSON: the values its writer would have written (:func:`prompt_digest`,
+    :func:`prompt_chars`).  ``nonfinite``: the text held ``NaN`` or ``Infinity``, which orjson
+    would write as ``null``.  orjson (where installed) writes the canonical text when it equals
+    json's: always for messages of strings (no float in them), else unless a float could be written
+    differently; integers beyond 64 bits and lone surrogates go to json."""
+    chars = 0
+    plain = True  # messages whose values are all strings (or null) hold no float
+    if isinstance(messages, list):
+        for m in messages:
+            if type(m) is not dict:
+                chars += content_chars(_get(m, "content"))
+                plain = plain and (m is None or type(m) is str)
+                continue
+            content = m.get("content")
+            if type(content) is str:
+                chars += len(content)
+                if len(m) == 2 and type(m.get("role")) is str:
+                    continue
+            elif content is not None:
+                chars += content_chars(content)
+                plain = False
+                continue
+            if plain:
+                plain = all(v is None or type(v) is str for v in m.values())
+    elif isinstance(prompt, str):
+        chars = len(prompt)
+    else:
+        return prompt_digest(messages, prompt, tools), None
+    if _orjson is not None and not nonfinite:
         try:
-            m, t = _orjson.dumps(messages, option=_SORTED), _orjson.dumps(tools, option=_SORTED)
-            blob = b"".join([b'{"messages":', m, b',"prompt":', _orjson.dumps(prompt), b',"tools":', t, b"}"])
+            m_json = b"null" if messages is None else _orjson.dumps(messages, option=_SORTED)
+            t_json = b"null" if tools is None else _orjson.dumps(tools, option=_SORTED)
+            p_json = _orjson.dumps(prompt)
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             pass
         else:
-            if not _float_differs(blob):
-                return hashlib.sha256(blob).hexdigest()
-    return prompt_digest(messages, prompt, tools)
+            if (plain or not _float_differs(m_json)) and (tools is None or not _float_differs(t_json)):
+                blob = b"".join([b'{"messages":', m_json, b',"prompt":', p_json, b',"tools":', t_json, b"}"])
+                return hashlib.sha256(blob).hexdigest(), chars
+    return prompt_digest(messages, prompt, tools), chars
 
 
 def content_chars(content: Any) -> int:

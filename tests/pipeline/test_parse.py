@@ -192,3 +192,15 @@ def test_full_records_without_digest_get_the_loggers_digest_derived(tmp_path: Pa
     assert (by_id["old"].prompt_sha256, by_id["old"].prompt_chars) == ("ab" * 32, 99)
     assert (by_id["hash"].prompt_sha256, by_id["hash"].prompt_chars) == ("cd" * 32, 7)
     assert (by_id["cut"].prompt_sha256, by_id["cut"].prompt_chars) == (None, None)
+
+
+def test_a_nan_in_the_text_is_hashed_as_json_wrote_it(tmp_path: Path) -> None:
+    f = tmp_path / "nan.jsonl"
+    messages = [{"role": "user", "content": "x", "score": float("nan")}]
+    f.write_bytes(
+        rec("n1", "2026-11-20T02:00:00Z", text="full", messages=messages)
+        + rec("n2", "2026-11-20T02:00:01Z", text="full", messages=[{"role": "user", "content": "x"}])
+    )
+    first, second = parse_day([f], DAY, "UTC").records
+    assert first.prompt_sha256 == prompt_digest(messages) and first.prompt_chars == 1
+    assert second.prompt_sha256 == prompt_digest([{"role": "user", "content": "x"}])  # flag reset

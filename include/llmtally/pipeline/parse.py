@@ -35,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .._config import DEFAULT_TIMEZONE
-from .._record import normalize_usage, parsed_prompt_digest, prompt_chars, prompt_digest
+from .._record import derived_prompt_fields, normalize_usage, prompt_digest
 from .._time import day_bounds
 from ..store._rows import LossEntry, QuarantineEntry
 from .record import UsageRecord
@@ -139,9 +139,9 @@ def _counts(value: Any, name: str) -> dict[str, int | None] | None:
     return counts
 
 
-def _object(line: str) -> dict[str, Any]:
+def _object(line: str, decode: Any = json.loads) -> dict[str, Any]:
     try:
-        obj = json.loads(line)
+        obj = decode(line)
     except (ValueError, RecursionError):
         raise _Bad("invalid JSON") from None
     if not isinstance(obj, dict):
@@ -175,6 +175,8 @@ class DayParser:
             raise ValueError("until must be an aware datetime")
         self._until = self._end if until is None else min(self._end, until.astimezone(UTC))
         self._seen: set[str] = set()
+        self._nonfinite = False  # the line being read holds NaN or Infinity (json reads them; not JSON)
+        self._decode = json.JSONDecoder(parse_constant=self._constant).decode
         self._max_quarantine = max_quarantine
         self.stats = ParseStats()
         self.quarantine: list[QuarantineEntry] = []
@@ -210,6 +212,10 @@ class DayParser:
         except OSError:
             self._quarantine(source, lineno + 1, "file could not be read", b"")
 
+    def _constant(self, name: str) -> float:
+        self._nonfinite = True
+        return float(name)
+
     def _quarantine(self, source: str, lineno: int, reason: str, raw: bytes) -> None:
         self.stats.quarantined += 1
         if len(self.quarantine) < self._max_quarantine:
@@ -223,11 +229,12 @@ class DayParser:
         try:
             line = text.decode("utf-8")
             if line.startswith("{"):
-                obj = _object(line)
+                self._nonfinite = False
+                obj = _object(line, self._decode)
                 if obj.get("kind") == "loss":
                     self._loss(obj)
                     return None
-                rec = self._json(obj, line, source, lineno)
+                rec = self._json(obj, source, lineno)
             else:
                 rec = self._legacy(line, source, lineno, path)
         except _Bad as exc:
@@ -299,7 +306,7 @@ class DayParser:
             )  # fmt: skip
             self.losses.append(entry)
 
-    def _json(self, obj: dict[str, Any], text: str, source: str, lineno: int) -> UsageRecord:
+    def _json(self, obj: dict[str, Any], source: str, lineno: int) -> UsageRecord:
         rid = obj.get("id")
         if not isinstance(rid, str) or not _ID.fullmatch(rid):
             raise _Bad("missing or invalid id")
@@ -341,12 +348,10 @@ class DayParser:
             and (messages is not None or prompt is not None)
             and obj.get("text") == "full"
             and self._start <= ts < self._until  # (only for records taken)
-        ):  # left out by the logger: derived from the text, the value it would have written
-            if digest is None:
-                finite = "NaN" not in text and "Infinity" not in text  # (orjson would write null)
-                digest = (parsed_prompt_digest if finite else prompt_digest)(messages, prompt, tools)
-            if chars is None:
-                chars = prompt_chars(messages, prompt)
+        ):  # left out by the logger: derived from the text, the values it would have written
+            derived, derived_chars = derived_prompt_fields(messages, prompt, tools, nonfinite=self._nonfinite)
+            digest = derived if digest is None else digest
+            chars = derived_chars if chars is None else chars
         return UsageRecord(
             id=rid,
             ts=ts,
