@@ -10,7 +10,9 @@ completion, reported usage, tags), writing JSON Lines files on its own thread.  
 process, on the same chats, in the same run.
 
 The logger runs at the defaults a user gets (queue of 65,536, ``on_full="write"``: a burst of
-``--n`` records overflows the queue and the caller writes the overflow itself), and the same burst
+``--n`` records overflows the queue and the caller builds the overflow itself, ``built_by_callers``),
+with orjson where installed, and again with the writer forced to stdlib json (the base install); the
+same burst
 again with ``on_full="drop"`` for comparison: ``log()`` p50/p99/max over every call of the burst,
 records/s from the first ``log()`` to the last record on disk (``close()`` returned), what was lost
 and what the loss markers on disk say.  Both for multi-turn (~1.7 kB) and single-turn records.
@@ -141,7 +143,7 @@ def bench_burst(items: list[dict[str, Any]], n: int, directory: Path, on_full: s
         "written": stats["written"],
         "dropped": stats["dropped"],
         "in_loss_markers": marked,
-        "written_by_callers": logger._inline_written,
+        "built_by_callers": logger._spilled,
         "bytes_per_record": size / max(records, 1),
     }
 

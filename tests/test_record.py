@@ -1,35 +1,71 @@
-"""The raw record contract's usage normalisation: the canonical fast path gives what the general one
-gives, for every canonical-looking dict (hypothesis)."""
+"""The record contract's derived fields: a reader's digest of parsed text is the writer's digest."""
 
 from __future__ import annotations
 
-from types import MappingProxyType
+import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmtally._record import USAGE_KEYS, normalize_usage
+from llmtally import _record
+from llmtally._record import derived_prompt_fields, prompt_chars, prompt_digest
 
-counts = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**20), st.booleans(), st.floats(allow_nan=False),
-                   st.just("12"))  # fmt: skip
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1e-05, 3.5e-09, 1e16, 1e22, -0.0, 0.5])
+    | st.text()
+    | st.sampled_from(["\ud800", "a\udfffb", "0.00001", "1e-5", "今天", "\x00\x7f\u2028"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=12,
+)
 
 
-@given(st.dictionaries(st.sampled_from(USAGE_KEYS), counts))
-def test_the_canonical_fast_path_equals_the_general_path(usage: dict[str, Any]) -> None:
-    # a read-only mapping of the same items never takes the fast path (it is for plain dicts only)
-    assert normalize_usage(usage) == normalize_usage(MappingProxyType(usage))
+@settings(max_examples=500, deadline=None)
+@given(
+    messages=st.none() | st.lists(st.dictionaries(st.text(max_size=8), _values, max_size=4), max_size=3),
+    prompt=st.none() | st.text() | st.just("\ud83d"),
+    tools=st.none() | st.lists(st.dictionaries(st.text(max_size=8), _values, max_size=3), max_size=2),
+)
+def test_the_digest_of_parsed_text_is_the_digest_of_the_values(
+    messages: Any, prompt: Any, tools: Any
+) -> None:
+    """What the logger would have written (from the objects) and what a reader derives (from the
+    values parsed back from the line, by orjson where installed, by json otherwise) are one digest
+    and one character count."""
+    expected = (prompt_digest(messages, prompt, tools), prompt_chars(messages, prompt))
+    line = json.dumps({"messages": messages, "prompt": prompt, "tools": tools}, ensure_ascii=True)
+    back = json.loads(line)
+    if messages is None and prompt is None:
+        assert derived_prompt_fields(None, None, back["tools"]) == (expected[0], None)
+        return
+    assert derived_prompt_fields(back["messages"], back["prompt"], back["tools"]) == expected
+    orjson, _record._orjson = _record._orjson, None
+    try:  # without llmtally[fast]
+        assert derived_prompt_fields(back["messages"], back["prompt"], back["tools"]) == expected
+    finally:
+        _record._orjson = orjson
 
 
-def test_what_the_logger_writes_and_what_providers_send() -> None:
-    canonical = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "cached_tokens": None,
-                 "reasoning_tokens": None}  # fmt: skip
-    assert normalize_usage(canonical) == canonical
-    assert normalize_usage({"prompt_tokens": 7, "total_tokens": 7}) == {  # embeddings
-        "prompt_tokens": 7, "completion_tokens": 0, "total_tokens": 7, "cached_tokens": None,
-        "reasoning_tokens": None,
-    }  # fmt: skip
-    assert normalize_usage({"input_tokens": 5, "output_tokens": 2,
-                            "input_tokens_details": {"cached_tokens": 4}})["cached_tokens"] == 4  # type: ignore[index]  # fmt: skip
-    assert normalize_usage({"prompt_tokens": True, "completion_tokens": None}) is None  # a bool is no count
-    assert normalize_usage({}) is None
+def test_nonfinite_numbers_are_hashed_as_json_writes_them() -> None:
+    """NaN and infinities are not JSON; a line that holds them (json's ``NaN``) is hashed by json,
+    as the json writer did (orjson would write ``null``)."""
+    messages = [{"role": "user", "content": "x", "score": float("nan")}]
+    back = json.loads(json.dumps(messages))
+    digest, chars = derived_prompt_fields(back, None, None, nonfinite=True)
+    assert digest == prompt_digest(messages) and chars == 1
+
+
+def test_prompt_chars_counts_text_contents_only() -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "你好"}, "plain", {"type": "image_url"}]},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        "not a message",
+    ]
+    assert prompt_chars(messages) == 9 + 2 + 5
+    assert prompt_chars(None, "prompt") == 6 and prompt_chars(None, None) is None
+    assert prompt_chars(messages, "ignored") == 16  # messages win, as in the logger

@@ -25,8 +25,9 @@ A record is a JSON object with these keys (absent keys mean null):
                     token-id lists, each billed as a prompt of its own
 ``text``            ``full`` (recountable) | ``hash`` | ``prefix:N`` (text dropped or cut)
 ``prompt_sha256``   digest of the canonical prompt (messages or prompt, plus tools; ``inputs``
-                    as one canonical JSON prompt)
-``prompt_chars``    length of the prompt text in characters; ``completion_chars`` likewise
+                    as one canonical JSON prompt): :func:`prompt_digest`
+``prompt_chars``    length of the prompt text in characters (:func:`prompt_chars`);
+                    ``completion_chars`` likewise
 ``usage``           what the server reported, normalised by :func:`normalize_usage`
 ``estimate``        what the service itself believed: ``{prompt_tokens, completion_tokens}``
 ``tags``            ``{str: str}``, e.g. ``feature``, ``user``, ``tenant``, ``route``
@@ -34,6 +35,13 @@ A record is a JSON object with these keys (absent keys mean null):
 ``finish_reason``   as reported; ``error`` the error class name (never text of the request)
 ``ttft_ms``         time to first token of a stream; ``http_status`` of a failed API call
 ==================  ==========================================================================
+
+In a ``full`` record ``prompt_sha256`` and ``prompt_chars`` may be absent (the logger leaves them out
+of records whose messages, prompt and tools are written as plain JSON, to keep that work off the
+service): they are then derived from the record's own text by :func:`prompt_digest` and
+:func:`prompt_chars` over the parsed ``messages``, ``prompt`` and ``tools``, which gives the very
+value the logger would have written (the pipeline's parser does this).  Records written with the
+keys keep them; ``hash`` and ``prefix:N`` records always carry them, their text being gone or cut.
 
 A usage record has no ``kind`` key (the logger never lets a caller set one).  A line with
 ``"kind": "loss"`` is a **loss marker**: what a service's logger could not keep, written into the
@@ -64,13 +72,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "RECORD_VERSION",
     "USAGE_KEYS",
+    "content_chars",
+    "derived_prompt_fields",
     "normalize_usage",
+    "prompt_chars",
     "prompt_digest",
 ]
 
@@ -173,3 +184,106 @@ def prompt_digest(messages: Any = None, prompt: str | None = None, tools: Any = 
     payload = {"messages": messages, "prompt": prompt, "tools": tools}
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_orjson: Any
+try:  # optional accelerator (``llmtally[fast]``); the canonical text stays json's
+    import orjson as _orjson
+except ImportError:
+    _orjson = None
+_SORTED = (
+    _orjson.OPT_SORT_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+    if _orjson is not None
+    else 0
+)
+
+
+def _float_differs(out: bytes) -> bool:
+    """Whether orjson's ``out`` may hold a float json writes differently (``0.0000…``, ``<d>e-<d>``);
+    ``bytes.find`` scans, as a regular expression costs more than the encoding itself."""
+    if b"0.0000" in out:
+        return True
+    i = out.find(b"e-")
+    while i > 0:
+        if 48 <= out[i - 1] <= 57 and i + 2 < len(out) and 48 <= out[i + 2] <= 57:
+            return True
+        i = out.find(b"e-", i + 2)
+    return False
+
+
+def derived_prompt_fields(
+    messages: Any = None, prompt: str | None = None, tools: Any = None, *, nonfinite: bool = False
+) -> tuple[str, int | None]:
+    """``prompt_sha256`` and ``prompt_chars`` of a ``full`` record that left them out, from its text
+    as parsed from JSON: the values its writer would have written (:func:`prompt_digest`,
+    :func:`prompt_chars`).  ``nonfinite``: the text held ``NaN`` or ``Infinity``, which orjson
+    would write as ``null``.  orjson (where installed) writes the canonical text when it equals
+    json's: always for messages of strings (no float in them), else unless a float could be written
+    differently; integers beyond 64 bits and lone surrogates go to json."""
+    chars = 0
+    plain = True  # messages whose values are all strings (or null) hold no float
+    if isinstance(messages, list):
+        for m in messages:
+            if type(m) is not dict:
+                chars += content_chars(_get(m, "content"))
+                plain = plain and (m is None or type(m) is str)
+                continue
+            content = m.get("content")
+            if type(content) is str:
+                chars += len(content)
+                if len(m) == 2 and type(m.get("role")) is str:
+                    continue
+            elif content is not None:
+                chars += content_chars(content)
+                plain = False
+                continue
+            if plain:
+                plain = all(v is None or type(v) is str for v in m.values())
+    elif isinstance(prompt, str):
+        chars = len(prompt)
+    else:
+        return prompt_digest(messages, prompt, tools), None
+    if _orjson is not None and not nonfinite:
+        try:
+            m_json = b"null" if messages is None else _orjson.dumps(messages, option=_SORTED)
+            t_json = b"null" if tools is None else _orjson.dumps(tools, option=_SORTED)
+            p_json = _orjson.dumps(prompt)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            pass
+        else:
+            if (plain or not _float_differs(m_json)) and (tools is None or not _float_differs(t_json)):
+                blob = b"".join([b'{"messages":', m_json, b',"prompt":', p_json, b',"tools":', t_json, b"}"])
+                return hashlib.sha256(blob).hexdigest(), chars
+    return prompt_digest(messages, prompt, tools), chars
+
+
+def content_chars(content: Any) -> int:
+    """Characters of one message's ``content``: a string, or the text of its parts (``{"text": ...}``
+    or strings); anything else counts 0."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, Sequence):
+        n = 0
+        for part in content:
+            if isinstance(part, Mapping):
+                text = part.get("text")
+                if isinstance(text, str):
+                    n += len(text)
+            elif isinstance(part, str):
+                n += len(part)
+        return n
+    return 0
+
+
+def prompt_chars(messages: Any = None, prompt: Any = None) -> int | None:
+    """``prompt_chars`` of a record: the characters of its messages' contents (a list of messages),
+    else of its ``prompt`` string; ``None`` without either."""
+    if isinstance(messages, list):
+        n = 0
+        for m in messages:
+            content = m.get("content") if type(m) is dict else _get(m, "content")
+            n += len(content) if type(content) is str else content_chars(content)
+        return n
+    if isinstance(prompt, str):
+        return len(prompt)
+    return None

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import llmtally
 from llmtally import ConfigError
-from llmtally._record import prompt_digest
+from llmtally._record import prompt_chars, prompt_digest
 from llmtally.logging import MemorySink, UsageLogger, get_default_logger, set_default_logger
 from llmtally.logging._build import Pending, TextPolicy, build_record, record_line
 from tests.logging.conftest import memory_records, read_records
@@ -59,11 +59,10 @@ def test_record_carries_the_contract(logger: UsageLogger, sink: MemorySink) -> N
     assert before - 0.25 - 0.01 <= ts.timestamp() <= time.time() - 0.25 + 0.01  # ts is the request start
     assert rec["service"] == "test-svc" and rec["pid"] == os.getpid() and rec["host"]
     assert rec["messages"] == MESSAGES and rec["completion"] == "晴" and rec["text"] == "full"
-    assert rec["prompt_sha256"] == prompt_digest(MESSAGES, None, rec["tools"])
-    assert (
-        rec["prompt_chars"] == len("You are helpful.") + len("今天天气怎么样？")
-        and rec["completion_chars"] == 1
-    )
+    # full text: the digest and the prompt's length are left to the reader, derived from the text
+    assert "prompt_sha256" not in rec and "prompt_chars" not in rec and rec["completion_chars"] == 1
+    assert prompt_digest(rec["messages"], None, rec["tools"]) == prompt_digest(MESSAGES, None, rec["tools"])
+    assert prompt_chars(rec["messages"]) == len("You are helpful.") + len("今天天气怎么样？")
     assert rec["usage"] == {
         "prompt_tokens": 20,
         "completion_tokens": 2,
@@ -115,15 +114,19 @@ def test_explicit_ts_and_extra_fields_cannot_forge_owned_keys(logger: UsageLogge
     ),
     tools=st.none() | st.lists(st.fixed_dictionaries({"name": st.text(max_size=5)}), max_size=2),
 )
-def test_spliced_line_equals_the_record_and_its_digest(messages: list[dict[str, str]], tools: Any) -> None:
+def test_the_line_is_the_record_and_derives_its_digest(messages: list[dict[str, str]], tools: Any) -> None:
     p = Pending(1.0, None, "m", messages, None, "c", tools, None, None, None, {}, None, "ok", None, None)
-    line, rec = record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
-    assert (
-        json.loads(line)
-        == rec
-        == build_record(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
+    line = record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
+    rec = json.loads(line)
+    built = build_record(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
+    assert (rec.pop("prompt_sha256", None), rec.pop("prompt_chars", None)) in (
+        (None, None),  # left to the reader (the lean path) ...
+        (built["prompt_sha256"], built["prompt_chars"]),  # ... or written (the general path)
     )
-    assert rec["prompt_sha256"] == prompt_digest(messages, None, tools)
+    assert rec == {k: v for k, v in built.items() if k not in ("prompt_sha256", "prompt_chars")}
+    assert prompt_digest(rec["messages"], None, rec.get("tools")) == built["prompt_sha256"]
+    assert built["prompt_sha256"] == prompt_digest(messages, None, tools)
+    assert prompt_chars(rec["messages"]) == built["prompt_chars"]
 
 
 def test_files_are_named_per_process_and_rotated_by_size(tmp_path: Path) -> None:
@@ -210,7 +213,7 @@ def test_reader_sees_only_whole_records_while_writers_rotate(tmp_path: Path, que
     assert len(records) == len({r["id"] for r in records}) == n_threads * per_thread
     assert len(list(tmp_path.iterdir())) > 3 and seen_max > 0
     assert lg.stats()["dropped"] == 0
-    assert (lg._inline_written > 1000) == (queue == 64)
+    assert (lg._spilled > 1000) == (queue == 64)
 
 
 class SlowSink(MemorySink):
@@ -491,8 +494,9 @@ _json_values = st.recursive(
     tools=st.none() | st.lists(st.dictionaries(st.text(max_size=8), _json_values, max_size=3), max_size=2),
 )
 def test_orjson_and_json_write_the_same_canonical_text(messages: list[dict[str, Any]], tools: Any) -> None:
-    """The writer's accelerator never changes a digest: orjson's text, or json's where they differ
-    (small floats, ints beyond 64 bits, lone surrogates), equals prompt_digest's canonical JSON."""
+    """The writer's accelerator never changes a digest: written (json's canonical text, or orjson's
+    where they agree) or derived from the line orjson wrote, it is prompt_digest's; the records are
+    the same values."""
     from llmtally.logging import _build
 
     assert _build._orjson is not None, "the test environment installs llmtally[fast]"
@@ -501,9 +505,11 @@ def test_orjson_and_json_write_the_same_canonical_text(messages: list[dict[str, 
     try:
         for fast in (True, False):
             _build.use_orjson = fast
-            line, rec = record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
-            assert rec["prompt_sha256"] == prompt_digest(messages, None, tools)
-            lines[fast] = json.loads(line)
+            line = record_line(p, rid="0" * 32, service="s", host="h", pid=1, policy=TextPolicy())
+            rec = lines[fast] = json.loads(line)
+            digest = rec.pop("prompt_sha256", None) or prompt_digest(rec["messages"], None, rec.get("tools"))
+            rec.pop("prompt_chars", None)
+            assert digest == prompt_digest(messages, None, tools)
         _build.use_orjson = True
         for tiny in (1e-05, 3.5e-09, 2.5e-300):
             assert _build._canonical([tiny]) == json.dumps([tiny])

@@ -8,11 +8,14 @@ parent is a regular file, the pipeline's own parser, ``reconcile``, a store and 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from llmtally.logging import MemorySink, UsageLogger
+from llmtally.logging._build import Pending
 from llmtally.pipeline import DayParser, ParseStats, UsageRecord, reconcile
 from llmtally.report import ReportSettings, make_report
 from llmtally.store import LossEntry, MemoryStore
@@ -113,7 +117,7 @@ def test_a_burst_of_200000_records_at_default_settings_leaves_200000_on_disk(
     assert (lg.max_queue_size, lg.on_full) == (65536, "write")  # what a user gets
     for i in range(200_000):
         _log(lg, i)
-    assert lg._inline_written > 0  # the burst overflowed the queue: callers wrote records themselves
+    assert lg._spilled > 0  # the burst overflowed the queue: callers wrote records themselves
     assert lg.close(120)
     assert lg.stats() == {"logged": 200_000, "written": 200_000, "dropped": 0, "queued": 0}
     parsed = Parsed(tmp_path, since)
@@ -138,14 +142,14 @@ def test_block_waits_for_room_in_order_then_writes_inline() -> None:
                      max_batch_size=10, schedule_delay=0.01) as lg:  # fmt: skip
         for i in range(200):
             _log(lg, i)
-        assert lg._inline_written == 0
+        assert lg._spilled == 0
     assert [json.loads(x)["prompt"] for x in sink.lines()] == [f"{PROMPT} {i}" for i in range(200)]
     sink = SlowSink()
     with UsageLogger(service="svc", sink=sink, on_full="block", block_timeout=0.005, max_queue_size=20,
                      max_batch_size=10, schedule_delay=0.01) as lg:  # fmt: skip
         for i in range(200):
             _log(lg, i)
-        assert lg._inline_written > 0  # the wait timed out: written by the caller, not lost
+        assert lg._spilled > 0  # the wait timed out: written by the caller, not lost
     assert lg.stats() == {"logged": 200, "written": 200, "dropped": 0, "queued": 0}
     assert len(sink.lines()) == 200
 
@@ -319,3 +323,149 @@ def test_on_full_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         assert lg.on_full == "drop"
     with UsageLogger(tmp_path, service="svc", on_full="block") as lg:
         assert lg.on_full == "block"  # the argument wins
+
+
+# -- the spill: what callers build when the queue is full ------------------------------------------
+
+
+class CountingSink(MemorySink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, int]] = []  # (thread name, records)
+
+    def write_batch(self, data: bytes, count: int) -> None:
+        assert data.endswith(b"\n")  # whole lines, every write
+        self.writes.append((threading.current_thread().name, count))
+        super().write_batch(data, count)
+
+
+@pytest.fixture
+def small_spill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers write their spill at 64 KiB (not 1 MiB), so small records reach it."""
+    from llmtally.logging import _logger
+
+    monkeypatch.setattr(_logger, "_SPILL_BYTES", 64 * 1024)
+
+
+@pytest.mark.usefixtures("small_spill")
+def test_callers_spill_whole_lines_and_the_counts_stay_exact_throughout() -> None:
+    """Four threads overflow a queue of 64: their records go to the spill, written when it is full
+    by the caller that fills it, or with the writer's next batch; ``logged == written + dropped +
+    queued`` holds at every moment, and every record is on the sink exactly once."""
+    sink = CountingSink()
+    lg = UsageLogger(service="svc", sink=sink, max_queue_size=64, max_batch_size=64, schedule_delay=0.01)
+    stop = threading.Event()
+    seen: list[dict[str, int]] = []
+
+    def sampler() -> None:
+        while not stop.is_set():
+            s = lg.stats()
+            assert s["logged"] == s["written"] + s["dropped"] + s["queued"], s
+            assert s["queued"] >= 0 and s["dropped"] == 0, s
+            seen.append(dict(s))
+
+    def caller(t: int) -> None:
+        for i in range(5000):
+            lg.log(
+                model="m",
+                prompt=f"{t}-{i}",
+                completion="好的",
+                usage={"prompt_tokens": 3, "completion_tokens": 1},
+            )
+
+    threads = [threading.Thread(target=sampler)] + [
+        threading.Thread(target=caller, args=(t,), name=f"caller-{t}") for t in range(4)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads[1:]:
+        th.join()
+    assert lg.close(10)
+    stop.set()
+    threads[0].join()
+    assert lg.stats() == {"logged": 20_000, "written": 20_000, "dropped": 0, "queued": 0}
+    assert len(seen) > 10 and all(a["written"] <= b["written"] for a, b in itertools.pairwise(seen))
+    prompts = [json.loads(line)["prompt"] for line in sink.lines()]
+    assert sorted(prompts) == sorted(f"{t}-{i}" for t in range(4) for i in range(5000))
+    by_callers = [n for name, n in sink.writes if name.startswith("caller-")]  # (close() flushes too)
+    assert lg._spilled > 1000 and lg._inline_written == sum(by_callers) > 0
+    assert max(by_callers) > 1  # callers write their spill many records at a time, not one write each
+
+
+class CallersDiskFull(MemorySink):
+    """The disk is full for the first write a caller (not the writer thread) attempts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = 0
+
+    def write_batch(self, data: bytes, count: int) -> None:
+        if not self.failed and not threading.current_thread().name.startswith("llmtally-usage-writer"):
+            self.failed = count
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write_batch(data, count)
+
+
+@pytest.mark.usefixtures("small_spill")
+def test_a_spill_the_sink_refuses_is_lost_exactly_and_written_down() -> None:
+    sink = CallersDiskFull()
+    lg = UsageLogger(service="svc", sink=sink, max_queue_size=4, max_batch_size=4, schedule_delay=0.01)
+    for i in range(3000):
+        lg.log(model="m", prompt=f"p{i}", completion="好的" * 50)
+    assert lg.close(10)
+    stats = lg.stats()
+    assert sink.failed > 1  # a whole spill was refused
+    assert stats["logged"] == 3000 and stats["queued"] == 0 and stats["dropped"] >= sink.failed
+    lines = [json.loads(x) for x in sink.lines()]
+    markers = [x for x in lines if x.get("kind") == "loss"]
+    records = [x for x in lines if x.get("kind") != "loss"]
+    assert len(records) == stats["written"] == 3000 - stats["dropped"]
+    assert sum(m["records"] for m in markers) == stats["dropped"]
+    assert {m["reason"] for m in markers} == {"disk full"}
+    assert len({r["prompt"] for r in records}) == len(records)
+
+
+CRASHING = """
+import sys, llmtally
+lg = llmtally.UsageLogger(sys.argv[1], service="crash", max_queue_size=64, max_batch_size=64,
+                          max_file_bytes=256 * 1024)
+i = 0
+while True:
+    lg.log(model="m", prompt=f"p{i}", completion="好的" * 200, usage={"prompt_tokens": 3, "completion_tokens": 1})
+    i += 1
+    if i == 5000:
+        print("logging", flush=True)
+"""
+
+
+def test_a_crash_mid_burst_leaves_whole_lines(tmp_path: Path) -> None:
+    """SIGKILL while callers and the writer append: every line read is a whole record (a file may
+    end in a partial line, which readers skip), no line is quarantined, none is there twice."""
+    since = datetime.now(UTC)
+    with subprocess.Popen(
+        [sys.executable, "-c", CRASHING, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "logging\n"
+            time.sleep(0.3)
+        finally:
+            proc.kill()
+    parsed = Parsed(tmp_path, since)
+    assert parsed.stats.records > 5000 and parsed.stats.files > 1
+    assert parsed.stats.quarantined == parsed.stats.duplicates == 0
+    assert parsed.stats.partial_lines <= parsed.stats.files
+    assert len({r.prompt for r in parsed.records}) == parsed.stats.records
+
+
+def test_a_record_spilled_while_the_logger_closes_is_still_written() -> None:
+    """A caller that found the queue full just before ``close()`` and spills after close's last
+    flush writes the spill itself: nothing is left behind in memory."""
+    sink = MemorySink()
+    lg = UsageLogger(service="svc", sink=sink, max_queue_size=1, max_batch_size=1)
+    assert lg.close(5)
+    p = Pending(
+        time.time(), None, "m", None, "late", "好的", None, None, None, None, {}, None, "ok", None, None
+    )
+    lg._write_inline(p)  # what _overflow does for a caller that passed the closed check in time
+    assert lg.stats() == {"logged": 1, "written": 1, "dropped": 0, "queued": 0}
+    assert [json.loads(x)["prompt"] for x in sink.lines()] == ["late"]

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from llmtally import UsageLogger
+from llmtally._record import prompt_digest
 from llmtally.pipeline import DayParser, parse_day
 
 DAY = date(2026, 11, 20)
@@ -153,3 +155,52 @@ def test_loss_markers_of_the_day_are_counted_not_quarantined(tmp_path: Path) -> 
     previous = DayParser(date(2026, 11, 19), "UTC")
     list(previous.parse([f]))
     assert previous.stats.lost_records == 3 and previous.losses[0].last_ts.day == 20
+
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "text", "text": "你好"}, {"type": "image_url", "image_url": {}}]},
+    {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"arguments": "{}"}}]},
+]
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"minimum": 1e-05}}}]
+
+
+def test_full_records_without_digest_get_the_loggers_digest_derived(tmp_path: Path) -> None:
+    """The logger leaves ``prompt_sha256`` and ``prompt_chars`` out of full-text records; the parser
+    derives them from the text (the value the logger would have written), keeps them where a record
+    carries them (older records, hash mode), and derives nothing for text that is gone or cut."""
+    logs = tmp_path / "logs"
+    with UsageLogger(logs, service="svc") as lg:
+        lg.log(model="m", messages=MESSAGES, tools=TOOLS, completion="好", ts="2026-11-20T01:00:00+00:00")
+        lg.log(model="m", prompt="plain prompt", completion="好", ts="2026-11-20T01:00:01+00:00")
+    raw = [json.loads(line) for p in logs.iterdir() for line in p.read_bytes().splitlines()]
+    assert all("prompt_sha256" not in r and "prompt_chars" not in r for r in raw)  # left out ...
+    f = tmp_path / "more.jsonl"
+    f.write_bytes(
+        rec("old", "2026-11-20T02:00:00Z", text="full", prompt="p", prompt_sha256="ab" * 32, prompt_chars=99)
+        + rec("hash", "2026-11-20T02:00:01Z", text="hash", prompt_sha256="cd" * 32, prompt_chars=7)
+        + rec("cut", "2026-11-20T02:00:02Z", text="prefix:2", prompt="pl")
+        + rec("other-day", "2026-11-21T02:00:00Z", text="full", prompt="p")
+    )
+    parsed = parse_day([*logs.iterdir(), f], DAY, "UTC")
+    by_id = {r.id: r for r in parsed.records}
+    chat, plain = (r for r in parsed.records if r.source != str(f))
+    assert chat.prompt_sha256 == prompt_digest(MESSAGES, None, TOOLS)  # ... and derived exactly
+    assert chat.prompt_chars == len("Be brief.") + len("你好")
+    assert (plain.prompt_sha256, plain.prompt_chars) == (prompt_digest(None, "plain prompt", None), 12)
+    assert chat.completion_chars == plain.completion_chars == 1  # still written by the logger
+    assert (by_id["old"].prompt_sha256, by_id["old"].prompt_chars) == ("ab" * 32, 99)
+    assert (by_id["hash"].prompt_sha256, by_id["hash"].prompt_chars) == ("cd" * 32, 7)
+    assert (by_id["cut"].prompt_sha256, by_id["cut"].prompt_chars) == (None, None)
+
+
+def test_a_nan_in_the_text_is_hashed_as_json_wrote_it(tmp_path: Path) -> None:
+    f = tmp_path / "nan.jsonl"
+    messages = [{"role": "user", "content": "x", "score": float("nan")}]
+    f.write_bytes(
+        rec("n1", "2026-11-20T02:00:00Z", text="full", messages=messages)
+        + rec("n2", "2026-11-20T02:00:01Z", text="full", messages=[{"role": "user", "content": "x"}])
+    )
+    first, second = parse_day([f], DAY, "UTC").records
+    assert first.prompt_sha256 == prompt_digest(messages) and first.prompt_chars == 1
+    assert second.prompt_sha256 == prompt_digest([{"role": "user", "content": "x"}])  # flag reset

@@ -1,8 +1,10 @@
-"""Turn what :meth:`UsageLogger.log` queued into raw records and JSON Lines (background thread only).
+"""Turn what :meth:`UsageLogger.log` queued into raw records and JSON Lines (off the request path).
 
-Everything here runs on the logger's writer thread: hashing, counting characters, normalising usage,
-applying the text policy (``LLMTALLY_LOG_TEXT``) and serialising.  The record format is documented in
-:mod:`llmtally._record`.
+Everything here runs on the logger's writer thread (or on a caller's, the queue being full):
+normalising usage, applying the text policy (``LLMTALLY_LOG_TEXT``), hashing and counting characters
+where the record needs it, and serialising.  The record format is documented in
+:mod:`llmtally._record`.  The common ``full`` records take a lean path (:func:`_lean_line`: two orjson
+calls, no digest, which the reader derives); everything else the general one (:func:`_general_line`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._exceptions import ConfigError
-from .._record import RECORD_VERSION, normalize_usage, prompt_digest
+from .._record import RECORD_VERSION, _float_differs, normalize_usage, prompt_chars, prompt_digest
 
 __all__ = [
     "Pending",
     "TextPolicy",
     "build_record",
-    "encode_records",
     "iso_epoch",
     "loss_line",
     "new_ids",
@@ -86,22 +87,6 @@ class TextPolicy:
         return f"prefix:{self.prefix}" if self.mode == "prefix" else self.mode
 
 
-def _content_chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, Sequence):
-        n = 0
-        for part in content:
-            if isinstance(part, Mapping):
-                text = part.get("text")
-                if isinstance(text, str):
-                    n += len(text)
-            elif isinstance(part, str):
-                n += len(part)
-        return n
-    return 0
-
-
 def _get(obj: Any, key: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(key)
@@ -129,8 +114,7 @@ def _usage(usage: Any) -> dict[str, int | None] | None:
     """:func:`normalize_usage`, with a fast path for the plain ``{prompt, completion[, total]}`` dict."""
     if type(usage) is dict and usage.keys() <= _FAST_USAGE:
         p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        t = usage.get("total_tokens", None if p is None or c is None else p + c)
-        if type(p) is int and type(c) is int and type(t) is int:
+        if type(p) is int and type(c) is int and type(t := usage.get("total_tokens", p + c)) is int:
             return {
                 "prompt_tokens": p,
                 "completion_tokens": c,
@@ -139,14 +123,6 @@ def _usage(usage: Any) -> dict[str, int | None] | None:
                 "reasoning_tokens": None,
             }
     return normalize_usage(usage)
-
-
-def _prompt_chars(messages: list[Any]) -> int:
-    n = 0
-    for m in messages:
-        content = m.get("content") if type(m) is dict else _get(m, "content")
-        n += len(content) if type(content) is str else _content_chars(content)
-    return n
 
 
 def _cut_messages(messages: Any, n: int) -> Any:
@@ -224,19 +200,6 @@ except ImportError:  # the base install: stdlib json (tests force this path too)
 # their value; json's default=str: their name).
 
 
-def _float_differs(out: bytes) -> bool:
-    """Whether orjson's ``out`` may hold a float json writes differently (``0.0000…``, ``<d>e-<d>``);
-    ``bytes.find`` scans, as a regular expression costs more than the encoding itself."""
-    if b"0.0000" in out:
-        return True
-    i = out.find(b"e-")
-    while i > 0:
-        if 48 <= out[i - 1] <= 57 and i + 2 < len(out) and 48 <= out[i + 2] <= 57:
-            return True
-        i = out.find(b"e-", i + 2)
-    return False
-
-
 # canonical: sorted keys; datetimes and dataclasses go to json's default=str like everything else
 _CANONICAL = (
     _orjson.OPT_SORT_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
@@ -247,8 +210,8 @@ use_orjson: bool = _orjson is not None
 """Whether the writer encodes with orjson (installed); tests and benchmarks switch it off."""
 
 
-def _orjson_text(obj: Any, sort: bool, default: Any) -> str | None:
-    """``obj`` as JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
+def _orjson_bytes(obj: Any, sort: bool, default: Any) -> bytes | None:
+    """``obj`` as UTF-8 JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
     bits, lone surrogates, objects json renders by ``default=str``, floats written differently)."""
     try:
         out: bytes = _orjson.dumps(obj, default=default, option=_CANONICAL if sort else 0)
@@ -256,19 +219,39 @@ def _orjson_text(obj: Any, sort: bool, default: Any) -> str | None:
         return None
     if _float_differs(out):
         return None
-    return out.decode("utf-8")
+    return out
 
 
 def _canonical(obj: Any) -> str:
+    """``obj`` as prompt_digest()'s canonical JSON text."""
     if obj is None:
         return "null"
     if type(obj) is str:
         return _basestring(obj)  # type: ignore[no-any-return]
     if use_orjson:
-        text = _orjson_text(obj, True, None)
-        if text is not None:
-            return text
+        out = _orjson_bytes(obj, True, None)
+        if out is not None:
+            return out.decode("utf-8")
     return _canonical_encode(obj)
+
+
+def _canonical_bytes(obj: Any) -> tuple[bytes, bool]:
+    """``obj``'s canonical JSON as the UTF-8 bytes the digest hashes, and whether they are valid
+    UTF-8 (no lone surrogates, encoded here as ``surrogatepass`` does) and so fit in a line."""
+    if obj is None:
+        return b"null", True
+    if type(obj) is str:
+        text = _basestring(obj)
+    else:
+        if use_orjson:
+            out = _orjson_bytes(obj, True, None)
+            if out is not None:
+                return out, True
+        text = _canonical_encode(obj)
+    try:
+        return text.encode("utf-8"), True
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass"), False
 
 
 _SPLICED = ("messages", "tools")
@@ -282,34 +265,158 @@ def build_record(
 
 
 def record_line(
-    p: Pending, *, rid: str, service: str, host: str, pid: int, policy: TextPolicy
-) -> tuple[str, dict[str, Any]]:
-    """The record as one JSON line (no newline), and as a dict.
+    p: Pending,
+    *,
+    rid: str,
+    service: str,
+    host: str,
+    pid: int,
+    policy: TextPolicy,
+    defaults: Mapping[str, str] | None = None,
+) -> bytes:
+    """The record as one UTF-8 JSON line, without the newline.
 
-    In ``full`` text mode the canonical JSON of messages and tools computed for ``prompt_sha256`` is
-    spliced into the line instead of being encoded a second time.
+    ``defaults`` are the logger's own tags (request tags override them).  The common shapes (plain
+    message dicts, text, a usage dict; ``full`` text mode, orjson installed) take a lean path that
+    writes the same bytes as the general one; text that cannot be UTF-8 encoded (lone surrogates)
+    is written with JSON ``\\u`` escapes.
     """
-    canon: dict[str, str] = {}
+    if use_orjson and policy.mode == "full":
+        line = _lean_line(p, rid, service, host, pid, defaults)
+        if line is not None:
+            return line
+    if defaults:
+        p = p._replace(context_tags={**defaults, **p.context_tags})
+    return _general_line(p, rid, service, host, pid, policy)
+
+
+def _general_line(p: Pending, rid: str, service: str, host: str, pid: int, policy: TextPolicy) -> bytes:
+    """Any record.  In ``full`` text mode the canonical JSON of messages and tools computed for
+    ``prompt_sha256`` is spliced into the line instead of being encoded a second time."""
+    canon: dict[str, tuple[bytes, bool]] = {}
     rec = _build(p, rid, service, host, pid, policy, canon)
-    if not canon:
-        return _dumps(rec), rec
     spliced = {k: rec.pop(k) for k in _SPLICED if k in canon}
     head = _dumps(rec)
     rec.update(spliced)
-    tail = "".join([f',"{k}":{canon[k]}' for k in spliced])
-    return head[:-1] + tail + "}", rec
+    try:
+        if not all(canon[k][1] for k in spliced):
+            raise UnicodeEncodeError("utf-8", "", 0, 1, "lone surrogate")
+        line = head.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: this record with \u escapes
+        return _dumps_ascii(rec).encode("ascii")
+    if not spliced:
+        return line
+    return b"".join([line[:-1], *[_SPLICE_KEYS[k] + canon[k][0] for k in spliced], b"}"])
 
 
-def _digest(messages: Any, prompt: Any, tools: Any, canon: dict[str, str] | None) -> str:
+_SPLICE_KEYS = {"messages": b',"messages":', "tools": b',"tools":'}
+
+
+def _digest(messages: Any, prompt: Any, tools: Any, canon: dict[str, tuple[bytes, bool]] | None) -> str:
     if canon is None:
         return prompt_digest(messages, prompt, tools)
-    m, t = _canonical(messages), _canonical(tools)
-    blob = '{"messages":' + m + ',"prompt":' + _canonical(prompt) + ',"tools":' + t + "}"
+    m, t = _canonical_bytes(messages), _canonical_bytes(tools)
+    blob = b"".join(
+        [b'{"messages":', m[0], b',"prompt":', _canonical_bytes(prompt)[0], b',"tools":', t[0], b"}"]
+    )
     if messages is not None:
         canon["messages"] = m
     if tools is not None:
         canon["tools"] = t
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(blob).hexdigest()
+
+
+_LEAN_DECLINED = frozenset({"tool_calls", "choices", "inputs", "messages", "prompt", "tools"})
+"""Extra fields the lean path leaves to the general one (rewritten, or clashing with text keys)."""
+_TEXT_OPTIONS = (
+    _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS if _orjson is not None else 0
+)
+"""Messages and tools as plain JSON: anything orjson would render otherwise than its parsed-back
+value's canonical JSON (datetimes, dataclasses, other objects) raises instead."""
+
+
+def _lean_line(
+    p: Pending, rid: str, service: str, host: str, pid: int, defaults: Mapping[str, str] | None
+) -> bytes | None:
+    """The common ``full`` records (a list of messages or a str prompt, str completion, tools as a
+    list; orjson installed) in two orjson calls, or ``None`` for :func:`_general_line`.
+
+    Messages, prompt and tools are written as plain JSON that parses back to values whose canonical
+    JSON is the one the logger would have hashed (str keys, no objects, ints within 64 bits, no lone
+    surrogates: orjson raises otherwise), so ``prompt_sha256`` and ``prompt_chars`` are left out:
+    the reader derives them (:mod:`llmtally._record`).  Every other key is the general path's.
+    """
+    messages, prompt, completion, tools = p.messages, p.prompt, p.completion, p.tools
+    if (prompt is not None and type(prompt) is not str) or (
+        completion is not None and type(completion) is not str
+    ):
+        return None
+    if messages is not None and type(messages) is not list:
+        return None
+    if tools is not None and (type(tools) is not list or (messages is None and prompt is None)):
+        return None  # (tools without a prompt: the general path's business)
+    fields = p.fields
+    if fields and not _LEAN_DECLINED.isdisjoint(fields):
+        return None
+    latency = p.latency_ms
+    if latency is not None and (type(latency) is not float and type(latency) is not int):
+        return None  # bool, numeric subclasses, non-numbers: the general path's rules
+    try:
+        m = _orjson.dumps(messages, option=_TEXT_OPTIONS) if messages is not None else None
+        t = _orjson.dumps(tools, option=_TEXT_OPTIONS) if tools is not None else None
+    except (TypeError, ValueError):
+        return None
+    start = p.logged_at
+    if p.ts is None and latency is not None and latency > 0:
+        start -= latency / 1000.0
+    head: dict[str, Any] = {
+        "v": RECORD_VERSION, "id": rid, "ts": iso_epoch(start) if p.ts is None else _iso(p.ts, start),
+        "service": service, "host": host, "pid": pid,
+    }  # fmt: skip
+    if p.request_id is not None:
+        head["request_id"] = p.request_id
+    if p.model is not None:
+        head["model"] = p.model
+    if prompt is not None:
+        head["prompt"] = prompt
+    if completion is not None:
+        head["completion"] = completion
+    head["text"] = "full"
+    if completion is not None:
+        head["completion_chars"] = len(completion)
+    if p.usage is not None:
+        usage = _usage(p.usage)
+        if usage is not None:
+            head["usage"] = usage
+    estimate = p.estimate
+    if estimate is not None:
+        head["estimate"] = dict(estimate) if isinstance(estimate, Mapping) else normalize_usage(estimate)
+    context = p.context_tags
+    tags = {**defaults, **context} if defaults else dict(context) if context else {}
+    if p.tags:
+        tags.update({str(k): str(v) for k, v in p.tags.items() if v is not None})
+    if tags:
+        head["tags"] = tags
+    if latency is not None:
+        head["latency_ms"] = round(float(latency), 3)
+    head["status"] = p.status or "ok"
+    if fields:
+        for key, value in fields.items():
+            if value is not None and key not in _RESERVED and key not in head:
+                head[key] = value
+    try:
+        out: bytes = _orjson.dumps(head, default=_default)
+    except (TypeError, ValueError):
+        return None
+    if m is None and t is None:
+        return out
+    parts = [out[:-1]]
+    if m is not None:
+        parts += (b',"messages":', m)
+    if t is not None:
+        parts += (b',"tools":', t)
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def _build(
@@ -319,7 +426,7 @@ def _build(
     host: str,
     pid: int,
     policy: TextPolicy,
-    canon: dict[str, str] | None,
+    canon: dict[str, tuple[bytes, bool]] | None,
 ) -> dict[str, Any]:
     full = policy.mode == "full"
     if not full:
@@ -362,10 +469,9 @@ def _build(
     rec["text"] = policy.label
     if messages is not None or prompt is not None:
         rec["prompt_sha256"] = _digest(messages, prompt, tools, canon)
-        if type(messages) is list:
-            rec["prompt_chars"] = _prompt_chars(messages)
-        elif prompt is not None:
-            rec["prompt_chars"] = len(prompt)
+        chars = prompt_chars(messages if type(messages) is list else None, prompt)
+        if chars is not None:
+            rec["prompt_chars"] = chars
     if completion is not None:
         rec["completion_chars"] = len(completion)
     usage = _usage(p.usage) if p.usage is not None else None
@@ -481,25 +587,13 @@ _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), defaul
 
 def _dumps(obj: Any) -> str:
     if use_orjson:
-        text = _orjson_text(obj, False, _default)
-        if text is not None:
-            return text
+        out = _orjson_bytes(obj, False, _default)
+        if out is not None:
+            return out.decode("utf-8")
     return _json_dumps(obj)
 
 
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_default).encode
-
-
-def encode_records(records: Sequence[dict[str, Any]]) -> bytes:
-    """Serialise records as UTF-8 JSON Lines (every line complete, ending in ``\\n``).
-
-    Text that cannot be UTF-8 encoded (lone surrogates) is written with JSON ``\\u`` escapes.
-    """
-    text = "\n".join([_dumps(r) for r in records]) + "\n"
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return ("\n".join([_dumps_ascii(r) for r in records]) + "\n").encode("ascii")
 
 
 def loss_line(

@@ -1,8 +1,8 @@
 """Where a :class:`UsageLogger` writes: rotated JSON Lines files, or memory (tests).
 
 A sink receives complete JSON Lines batches from the logger's writer thread and, when the logger's
-queue is full, single records from the threads that call :meth:`UsageLogger.log`: it must be
-thread-safe and append each batch whole (never interleaved with another).
+queue is full, spills of records built by the threads that call :meth:`UsageLogger.log`: it must
+be thread-safe and append each batch whole (never interleaved with another).
 """
 
 from __future__ import annotations

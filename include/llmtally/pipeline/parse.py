@@ -8,6 +8,10 @@ partial line (a file that does not end in a newline: still being written or cut 
 and counted, re-read by a later run), or a malformed line, which goes to the quarantine with its
 source, line number, a reason and a truncated SHA-256 of its bytes — never its text.
 
+A ``full`` record without ``prompt_sha256`` or ``prompt_chars`` (the logger leaves them out) gets
+them derived from its messages, prompt and tools, as :mod:`llmtally._record` describes: the values
+the logger would have written.
+
 Legacy lines (``2026-11-20 10:00:00,123 - {'prompt': ..., 'prompt_tokens': ..., ...}``) are read with
 :func:`ast.literal_eval` (literals only, nothing is executed).  Their ``timestamp`` (epoch seconds or
 ISO text; naive means the configured time zone) dates them, else the ``asctime``.  Their id is a
@@ -31,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .._config import DEFAULT_TIMEZONE
-from .._record import normalize_usage, prompt_digest
+from .._record import derived_prompt_fields, normalize_usage, prompt_digest
 from .._time import day_bounds
 from ..store._rows import LossEntry, QuarantineEntry
 from .record import UsageRecord
@@ -135,9 +139,9 @@ def _counts(value: Any, name: str) -> dict[str, int | None] | None:
     return counts
 
 
-def _object(line: str) -> dict[str, Any]:
+def _object(line: str, decode: Any = json.loads) -> dict[str, Any]:
     try:
-        obj = json.loads(line)
+        obj = decode(line)
     except (ValueError, RecursionError):
         raise _Bad("invalid JSON") from None
     if not isinstance(obj, dict):
@@ -171,6 +175,8 @@ class DayParser:
             raise ValueError("until must be an aware datetime")
         self._until = self._end if until is None else min(self._end, until.astimezone(UTC))
         self._seen: set[str] = set()
+        self._nonfinite = False  # the line being read holds NaN or Infinity (json reads them; not JSON)
+        self._decode = json.JSONDecoder(parse_constant=self._constant).decode
         self._max_quarantine = max_quarantine
         self.stats = ParseStats()
         self.quarantine: list[QuarantineEntry] = []
@@ -225,6 +231,10 @@ class DayParser:
         except OSError:
             self._quarantine(source, lineno + 1, "file could not be read", b"")
 
+    def _constant(self, name: str) -> float:
+        self._nonfinite = True
+        return float(name)
+
     def _quarantine(self, source: str, lineno: int, reason: str, raw: bytes) -> None:
         self.stats.quarantined += 1
         if len(self.quarantine) < self._max_quarantine:
@@ -238,7 +248,8 @@ class DayParser:
         try:
             line = text.decode("utf-8")
             if line.startswith("{"):
-                obj = _object(line)
+                self._nonfinite = False
+                obj = _object(line, self._decode)
                 if obj.get("kind") == "loss":
                     self._loss(obj)
                     return None
@@ -347,9 +358,22 @@ class DayParser:
         latency = obj.get("latency_ms")
         if isinstance(latency, bool) or not isinstance(latency, int | float | None):
             raise _Bad("latency_ms is not a number")
+        ts = self._ts(obj.get("ts"))
+        digest = obj.get("prompt_sha256")
+        chars = _int_or_none(obj.get("prompt_chars"), "prompt_chars")
+        prompt = obj.get("prompt")
+        if (
+            (digest is None or chars is None)
+            and (messages is not None or prompt is not None)
+            and obj.get("text") == "full"
+            and self._start <= ts < self._until  # (only for records taken)
+        ):  # left out by the logger: derived from the text, the values it would have written
+            derived, derived_chars = derived_prompt_fields(messages, prompt, tools, nonfinite=self._nonfinite)
+            digest = derived if digest is None else digest
+            chars = derived_chars if chars is None else chars
         return UsageRecord(
             id=rid,
-            ts=self._ts(obj.get("ts")),
+            ts=ts,
             source=source,
             line=lineno,
             v=_int_or_none(obj.get("v"), "v") or 1,
@@ -360,7 +384,7 @@ class DayParser:
             endpoint=obj.get("endpoint"),
             model=obj.get("model"),
             messages=messages,
-            prompt=obj.get("prompt"),
+            prompt=prompt,
             tools=tools,
             tool_choice=obj.get("tool_choice"),
             template_kwargs=kwargs,
@@ -370,8 +394,8 @@ class DayParser:
             choices=choices,
             inputs=inputs,
             text=obj.get("text"),
-            prompt_sha256=obj.get("prompt_sha256"),
-            prompt_chars=_int_or_none(obj.get("prompt_chars"), "prompt_chars"),
+            prompt_sha256=digest,
+            prompt_chars=chars,
             completion_chars=_int_or_none(obj.get("completion_chars"), "completion_chars"),
             usage=_counts(obj.get("usage"), "usage"),
             estimate=_counts(obj.get("estimate"), "estimate"),
