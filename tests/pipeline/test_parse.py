@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -192,6 +193,12 @@ def test_full_records_without_digest_get_the_loggers_digest_derived(tmp_path: Pa
     assert (by_id["old"].prompt_sha256, by_id["old"].prompt_chars) == ("ab" * 32, 99)
     assert (by_id["hash"].prompt_sha256, by_id["hash"].prompt_chars) == ("cd" * 32, 7)
     assert (by_id["cut"].prompt_sha256, by_id["cut"].prompt_chars) == (None, None)
+    # the parse task, which only fixes the day's ids, leaves the derivation to the recount shards
+    lean = {r.id: r for r in DayParser(DAY, "UTC", derive=False).parse([*logs.iterdir(), f])}
+    assert [lean[r.id].prompt_sha256 for r in (chat, plain)] == [None, None]
+    assert lean["old"].prompt_sha256 == "ab" * 32  # what a record carries is read either way
+    assert [dataclasses.replace(lean[r.id], prompt_sha256=r.prompt_sha256, prompt_chars=r.prompt_chars)
+            for r in parsed.records] == parsed.records  # fmt: skip
 
 
 def test_a_nan_in_the_text_is_hashed_as_json_wrote_it(tmp_path: Path) -> None:

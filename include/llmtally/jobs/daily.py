@@ -184,7 +184,7 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     from ..pipeline.shards import ShardPlanner, shard_records
 
     t0 = time.perf_counter()
-    parser = DayParser(_day(p), p["tz"], until=_until(p))
+    parser = DayParser(_day(p), p["tz"], until=_until(p), derive=False)  # digests: the shards' work
     planner = ShardPlanner(shard_records())
     ids = []
     for r in parser.parse(list(files["files"])):

@@ -156,6 +156,9 @@ class DayParser:
     ``max_quarantine`` bounds the quarantine entries and the loss entries kept in memory (all are
     counted).  ``until`` (aware) cuts the day short: records at or after it are counted as
     ``later`` and not taken (an intraday run reads the day so far up to its own start).
+    ``derive=False`` leaves ``prompt_sha256`` and ``prompt_chars`` ``None`` where a record left them
+    out (the ``parse`` task, which only fixes the day's ids, spares itself the digests; the recount
+    shards that sum the records derive them).
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class DayParser:
         *,
         max_quarantine: int = 100_000,
         until: datetime | None = None,
+        derive: bool = True,
     ) -> None:
         self.day = day
         self.timezone = tz
@@ -175,6 +179,7 @@ class DayParser:
             raise ValueError("until must be an aware datetime")
         self._until = self._end if until is None else min(self._end, until.astimezone(UTC))
         self._seen: set[str] = set()
+        self._derive = derive
         self._nonfinite = False  # the line being read holds NaN or Infinity (json reads them; not JSON)
         self._decode = json.JSONDecoder(parse_constant=self._constant).decode
         self._max_quarantine = max_quarantine
@@ -363,7 +368,8 @@ class DayParser:
         chars = _int_or_none(obj.get("prompt_chars"), "prompt_chars")
         prompt = obj.get("prompt")
         if (
-            (digest is None or chars is None)
+            self._derive
+            and (digest is None or chars is None)
             and (messages is not None or prompt is not None)
             and obj.get("text") == "full"
             and self._start <= ts < self._until  # (only for records taken)
