@@ -85,3 +85,38 @@ def test_engines_are_loaded_once_per_process_and_per_configuration(
     assert how_third == "loaded" and third is not first
     with caplog.at_level(logging.WARNING), pytest.raises(Exception, match="no-such-folder"):
         engine_for("broken")  # a task that meets a broken model fails, saying why
+
+
+_GPU_CHILD = """
+import json, os, sys
+from llmtally.jobs._engines import engine_for, preload, _tokenizers
+took = preload(["qwen3-8b"])                     # [recount] engine = "gpu": the tokenizer only
+base = next(iter(_tokenizers.values()))
+pid = os.fork()
+if pid == 0:                                     # the task: the registry is fresh after a fork ...
+    from llmtally.tokens import _registry
+    eng, how = engine_for("qwen3-8b")            # ... yet the engine is built over the preloaded one
+    print(json.dumps({"took": sorted(took), "how": how, "same": eng.fingerprint == base.fingerprint,
+                      "registry": _registry._default is None, "engine": eng.engine}))
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_gpu_engine_is_built_after_the_fork_over_the_preloaded_tokenizer(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8") + '\n[recount]\nengine = "gpu"\ndevice = "cpu"\n', encoding="utf-8"
+    )
+    env = {**os.environ, "LLMTALLY_CONFIG": str(cfg), "PYTHONPATH": str(REPO_ROOT / "include")}
+    out = subprocess.run(
+        [sys.executable, "-c", _GPU_CHILD], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["took"] == ["qwen3-8b"] and got["how"] == "preloaded tokenizer" and got["same"] is True
+    assert got["registry"] is True  # nothing was loaded again through the (fresh) registry
+    assert got["engine"] in ("gpu", "tokenizers")  # the torch BPE on the CPU, or its exact fallback

@@ -22,7 +22,7 @@ from llmtally._exceptions import InputError
 from llmtally._plain import from_plain, to_plain
 from llmtally.jobs._staging import ParseIndex, StagedRecounts, Staging
 from llmtally.pipeline import ParseStats, Recount
-from llmtally.pipeline.shards import Shard, Span
+from llmtally.pipeline.shards import Shard, Span, ids_digest
 from llmtally.store import (
     DayLoad,
     DayQuality,
@@ -142,7 +142,6 @@ def test_the_parse_index_and_recounts_round_trip(tmp_path: Path) -> None:
     stage = Staging(tmp_path / "run")
     index = ParseIndex(
         files=["/logs/a.jsonl", "/logs/b.jsonl.gz"],
-        ids=["r1", "r2"],
         stats=ParseStats(files=2, lines=6, records=2, quarantined=1, loss_markers=1, lost_records=9),
         quarantine=[QuarantineEntry(DAY, "/logs/a.jsonl", 4, "not JSON", "ffee")],
         losses=[
@@ -150,9 +149,11 @@ def test_the_parse_index_and_recounts_round_trip(tmp_path: Path) -> None:
                       datetime(2026, 11, 20, 1, 5, tzinfo=UTC), "queue full")
         ],
         shards=[
-            Shard(0, 0, 1, [Span("/logs/a.jsonl", 0, 812, 1)]),
-            Shard(1, 1, 1, [Span("/logs/a.jsonl", 812, 1400, 2), Span("/logs/b.jsonl.gz", 0, 90, 1)]),
+            Shard(0, 0, 1, [Span("/logs/a.jsonl", 0, 812, 1)], ids_digest(["r1"])),
+            Shard(1, 1, 1, [Span("/logs/a.jsonl", 812, 1400, 2), Span("/logs/b.jsonl.gz", 0, 90, 1)],
+                  ids_digest(["r2"])),
         ],
+        prices="ab" * 32,
     )  # fmt: skip
     stage.write("parse", index)
     assert stage.read("parse", ParseIndex) == index

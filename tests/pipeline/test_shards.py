@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from llmtally import ConfigError
+from llmtally import ConfigError, InputError
 from llmtally.pipeline import DayParser
 from llmtally.pipeline.shards import (
     DEFAULT_SHARD_RECORDS,
@@ -53,14 +53,20 @@ def _day_logs(root: Path) -> list[str]:
     return [str(root / n) for n in ("a.jsonl", "b.jsonl.gz", "c.jsonl")]
 
 
-def _parse(files: list[str], size: int) -> tuple[list[str], Any]:
-    parser = DayParser(DAY, TZ)
+def _parse(
+    files: list[str], size: int, *, until: Any = None, at_most: int | None = None
+) -> tuple[list[str], Any]:
+    parser = DayParser(DAY, TZ, until=until, derive=False)  # as the parse task reads
     planner = ShardPlanner(size)
     ids = []
     for r in parser.parse(files):
         ids.append(r.id)
         planner.add(r.source, parser.offset, parser.next_offset, r.line)
-    return ids, planner.shards()
+    return ids, planner.shards(ids, at_most=at_most)
+
+
+def _own(ids: list[str], shard: Any) -> list[str]:
+    return ids[shard.first : shard.first + shard.count]
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 26, 1000])
@@ -74,7 +80,7 @@ def test_each_record_is_read_back_by_exactly_one_shard(tmp_path: Path, size: int
     taken: list[str] = []
     full = {r.id: r for r in DayParser(DAY, TZ).parse(files)}
     for shard in shards:
-        got = list(read_shard(shard, ids, DAY, TZ))
+        got = list(read_shard(shard, _own(ids, shard), DAY, TZ))
         assert [r.id for r in got] == ids[shard.first : shard.first + shard.count]
         for r in got:  # the same record as the whole-day parse read, line number included
             assert r == full[r.id]
@@ -96,7 +102,7 @@ def test_a_shard_reads_only_its_own_bytes(tmp_path: Path) -> None:
 
 
 def test_an_empty_day_still_has_one_shard() -> None:
-    (shard,) = ShardPlanner(5).shards()
+    (shard,) = ShardPlanner(5).shards([])
     assert (shard.index, shard.first, shard.count, tuple(shard.spans)) == (0, 0, 0, ())
     assert list(read_shard(shard, [], DAY, TZ)) == []
 
@@ -104,8 +110,44 @@ def test_an_empty_day_still_has_one_shard() -> None:
 def test_a_shard_that_does_not_fit_the_staged_ids_is_an_error(tmp_path: Path) -> None:
     files = _day_logs(tmp_path / "logs")
     ids, shards = _parse(files, 7)
-    with pytest.raises(ConfigError, match="clear the run from parse on"):
-        list(read_shard(shards[-1], ids[:10], DAY, TZ))
+    with pytest.raises(InputError, match="clear the run from parse on"):
+        list(read_shard(shards[-1], ids[:5], DAY, TZ))  # as many ids, other ones
+    with pytest.raises(InputError, match="clear the run from parse on"):
+        list(read_shard(shards[0], ids[:6], DAY, TZ))  # fewer
+
+
+def test_shards_coalesce_to_airflows_mapping_limit(tmp_path: Path) -> None:
+    files = _day_logs(tmp_path / "logs")
+    ids, shards = _parse(files, 1, at_most=5)  # 26 shards of one record merge pairwise: 13, 7, 4
+    assert len(shards) == 4 and [s.index for s in shards] == [0, 1, 2, 3]
+    assert sum(s.count for s in shards) == 26 and [s.first for s in shards] == [0, 8, 16, 24]
+    full = {r.id: r for r in DayParser(DAY, TZ).parse(files)}
+    taken = []
+    for shard in shards:
+        assert len({span.file for span in shard.spans}) == len(shard.spans)
+        taken += [r.id for r in read_shard(shard, _own(ids, shard), DAY, TZ) if r == full[r.id]]
+    assert taken == ids
+
+
+def test_a_cut_day_and_files_that_grow_after_parse(tmp_path: Path) -> None:
+    """An intraday cut: the shards read what parse took before the cut, though the files have grown
+    since (records appended, a partial line completed)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    files = _day_logs(tmp_path / "logs")
+    until = datetime(2026, 11, 20, 10, 30, tzinfo=ZoneInfo(TZ))
+    with open(files[0], "a", encoding="utf-8") as fh:  # records before and after the cut, appended later
+        fh.write(json.dumps(_rec(200, hour=9)) + "\n" + json.dumps(_rec(201, hour=11)) + "\n")
+    ids, shards = _parse(files, 3, until=until)
+    expected = [r.id for r in DayParser(DAY, TZ, until=until).parse(files)]
+    assert ids == expected and f"{200:032x}" in ids and f"{201:032x}" not in ids
+    with open(files[2], "a", encoding="utf-8") as fh:  # grows after parse: the partial line completed
+        fh.write(', "x": 1}\n' + json.dumps(_rec(202, hour=9)) + "\n")
+    with open(files[0], "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(_rec(203, hour=9)) + "\n")
+    taken = [r.id for s in shards for r in read_shard(s, _own(ids, s), DAY, TZ, until=until)]
+    assert taken == ids
 
 
 def test_the_shard_size_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ log = logging.getLogger("llmtally.jobs")
 
 _engines: dict[tuple[str, str, int], Any] = {}
 _preloaded: set[tuple[str, str, int]] = set()
+_tokenizers: dict[tuple[str, str, int], Any] = {}  # preloaded for GPU engines, built after the fork
 _lock = threading.Lock()
 
 
@@ -51,8 +52,11 @@ def _gpu_configured() -> bool:
 
 def engine_for(model: str) -> tuple[Any, str]:
     """This process's :class:`~llmtally.tokens.RecountEngine` for ``model`` and where it came from:
-    ``"preloaded"`` (loaded by the worker before this task), ``"reused"`` (loaded by an earlier
-    task of this process) or ``"loaded"`` (just now).  Raises what
+    ``"preloaded"`` (loaded by the worker before this task), ``"preloaded tokenizer"`` (a GPU
+    engine built now over the tokenizer the worker loaded), ``"reused"`` (loaded by an earlier task
+    of this process) or ``"loaded"`` (just now).  Engines live as long as the process: after
+    changing a tokenizer folder or chat template in place, restart the workers (a changed
+    llmtally.toml is noticed).  Raises what
     :func:`~llmtally.tokens.load_engine` raises (an unknown model, a tokenizer that cannot load)."""
     from ..tokens import load_engine
 
@@ -61,10 +65,11 @@ def engine_for(model: str) -> tuple[Any, str]:
         eng = _engines.get(key)
         if eng is not None:
             return eng, "preloaded" if key in _preloaded else "reused"
-    eng = load_engine(model)
+        base = _tokenizers.get(key)
+    eng = load_engine(model if base is None else base)
     with _lock:
         eng = _engines.setdefault(key, eng)
-    return eng, "loaded"
+    return eng, "loaded" if base is None else "preloaded tokenizer"
 
 
 def loaded_engines() -> dict[str, Any]:
@@ -96,8 +101,11 @@ def preload(models: Iterable[str]) -> dict[str, float]:
     for model in models:
         t0 = time.perf_counter()
         try:
-            if gpu:  # tokenizer only: the engine (and CUDA) is built in the task, after the fork
-                load_tokenizer(model)
+            if gpu:  # tokenizer only: the engine (and CUDA) is built in the task, after the fork;
+                # kept here, as the registry starts afresh in a forked child
+                base = load_tokenizer(model)
+                with _lock:
+                    _tokenizers[_key(model)] = base
             else:
                 engine_for(model)
                 with _lock:

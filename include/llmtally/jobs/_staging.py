@@ -31,11 +31,12 @@ from .._config import ENV_STAGING_DIR
 from .._exceptions import InputError
 from .._plain import from_plain, to_plain
 from ..pipeline.parse import ParseStats
+from ..pipeline.reconcile import DayPartial
 from ..pipeline.recount import RecountStatus
 from ..pipeline.shards import Shard
 from ..store._rows import LossEntry, QuarantineEntry
 
-__all__ = ["ParseIndex", "RecountCache", "StagedRecounts", "Staging", "staging_root"]
+__all__ = ["ParseIndex", "RecountCache", "ShardPartial", "StagedRecounts", "Staging", "staging_root"]
 
 T = TypeVar("T")
 _log = logging.getLogger("llmtally.jobs")
@@ -44,20 +45,34 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True, slots=True)
 class ParseIndex:
-    """What ``parse`` stages: the run's files and record ids (in parse order), the parse stats, the
-    quarantine, the day's loss markers and the recount shards (runs of ``ids`` with their bytes)."""
+    """What ``parse`` stages as ``parse``: the run's files, the parse stats, the quarantine, the
+    day's loss markers, the recount shards (runs of the day's ids with their bytes; shard *k*'s ids
+    are staged apart, as ``ids-<k>``, so a shard reads its own ids only) and the fingerprint of the
+    price book the day is billed with (every shard must bill with the same one)."""
 
     files: Sequence[str]
-    ids: Sequence[str]
     stats: ParseStats
     quarantine: Sequence[QuarantineEntry] = ()
     losses: Sequence[LossEntry] = ()
     shards: Sequence[Shard] = ()
+    prices: str = ""
 
 
 StagedRecounts = dict[str, tuple[RecountStatus, int | None, int | None, str]]
-"""What each ``recount`` shard stages as ``recount-<shard>``: ``{record id: Recount.to_json()}``
-(status, prompt, completion, fingerprint)."""
+"""``{record id: Recount.to_json()}`` (status, prompt, completion, fingerprint): the intraday
+recount cache's files, and what ``parse`` stages of it for shard *k* as ``cached-<k>``."""
+
+
+@dataclass(frozen=True)
+class ShardPartial:
+    """What recount shard ``shard`` stages as ``partial-<shard>``: its records' sums, with the
+    identity of the ids it summed (``ids_sha256``) and the price book it billed them with; reconcile
+    merges only partials that fit the staged parse."""
+
+    shard: int
+    ids_sha256: str
+    prices: str
+    part: DayPartial
 
 
 class Staging:

@@ -26,7 +26,7 @@ from typing import Any
 from .._config import ENV_DB_URL, ENV_LOG_DIRS, load_config
 from .._exceptions import ConfigError, FinalDayError, InputError, LessEvidenceError
 from .._time import report_day, report_timezone
-from ._staging import ParseIndex, RecountCache, Staging
+from ._staging import ParseIndex, RecountCache, ShardPartial, StagedRecounts, Staging
 
 __all__ = [
     "cleanup",
@@ -182,6 +182,7 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     and cut them into recount shards (``shards``: their numbers, for the mapped recount task)."""
     from ..pipeline import DayParser
     from ..pipeline.shards import ShardPlanner, shard_records
+    from ..pricing import load_prices
 
     t0 = time.perf_counter()
     parser = DayParser(_day(p), p["tz"], until=_until(p), derive=False)  # digests: the shards' work
@@ -190,15 +191,21 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
     for r in parser.parse(list(files["files"])):
         ids.append(r.id)
         planner.add(r.source, parser.offset, parser.next_offset, r.line)
-    shards = planner.shards()
+    shards = planner.shards(ids, at_most=_max_map_length())
     stage = Staging(p["staging"])
+    cached = RecountCache(p["cache"]).read(set(ids)) if p.get("cache") else None  # read once, for all
+    for shard in shards:  # each shard reads its own ids (and cached counts), never the day's
+        run = ids[shard.first : shard.first + shard.count]
+        stage.write(f"ids-{shard.index}", run)
+        if cached is not None:
+            stage.write(f"cached-{shard.index}", {rid: cached[rid] for rid in run if rid in cached})
     index = ParseIndex(
         files=list(files["files"]),
-        ids=ids,
         stats=parser.stats,
         quarantine=list(parser.quarantine),
         losses=list(parser.losses),
         shards=shards,
+        prices=load_prices(load_config()).fingerprint,
     )
     stage.write("parse", index)
     stats = asdict(parser.stats)
@@ -217,6 +224,15 @@ def parse(p: Plan, files: Mapping[str, Any]) -> dict[str, Any]:
             lost[key] = lost.get(key, 0) + e.records
         log.warning("parse: the services' loggers lost %d records: %s", parser.stats.lost_records, lost)
     return {**stats, "seconds": round(time.perf_counter() - t0, 3), "shards": list(range(len(shards)))}
+
+
+def _max_map_length() -> int:
+    """Airflow's ``[core] max_map_length`` (mapped task instances per task; 1,024 by default)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # outside Airflow
+        return 1024
+    return int(conf.getint("core", "max_map_length", fallback=1024))
 
 
 def recount(p: Plan, shard: int | None = None) -> dict[str, Any]:
@@ -273,14 +289,24 @@ def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[s
             before[model] = (int(engines[model].records), float(engines[model].seconds))
         return engines[model]
 
+    prices = load_prices(load_config())
+    if prices.fingerprint != index.prices:  # one day, one price book: never bill shards differently
+        raise InputError(
+            f"recount shard {k}: the price book here ({prices.fingerprint[:12]}) is not the one parse "
+            f"fixed for the run ({index.prices[:12]}): llmtally.toml or the shipped prices differ between "
+            "workers, or changed since parse; make them agree, then clear the run from parse on"
+        )
     counts: dict[str, Any] = {}
     unknown: set[str] = set()
     seen = 0
-    wanted = set(index.ids[shard.first : shard.first + shard.count])
-    cache = RecountCache(p["cache"]) if p.get("cache") else None
-    earlier = {rid: Recount.from_json(v) for rid, v in (cache.read(wanted) if cache else {}).items()}
-    day = DayAggregator(_day(p), p["tz"], prices=load_prices(load_config()))
-    for chunk in _chunks(read_shard(shard, index.ids, _day(p), p["tz"], until=_until(p)), RECOUNT_CHUNK):
+    ids = stage.read(f"ids-{k}", list[str])
+    earlier = (
+        {rid: Recount.from_json(v) for rid, v in stage.read(f"cached-{k}", StagedRecounts).items()}
+        if p.get("cache")
+        else {}
+    )
+    day = DayAggregator(_day(p), p["tz"], prices=prices)
+    for chunk in _chunks(read_shard(shard, ids, _day(p), p["tz"], until=_until(p)), RECOUNT_CHUNK):
         seen += len(chunk)
         fresh = recount_records((r for r in chunk if r.id not in earlier), counter_for_model)
         counts.update(fresh)
@@ -294,10 +320,12 @@ def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[s
             f"{sorted({s.file for s in shard.spans})}: a log file was moved, cut or rewritten since parse; "
             "restore it and clear this task, or clear the run from parse on"
         )
-    if cache is not None:
-        cache.add(f"{p['run_id']}_shard{k}", {rid: rc.to_json() for rid, rc in counts.items()})
+    if p.get("cache"):
+        fresh_json = {rid: rc.to_json() for rid, rc in counts.items()}
+        RecountCache(p["cache"]).add(f"{p['run_id']}_shard{k}", fresh_json)
         log.info("recount: %d records recounted by earlier runs of the day reused", len(earlier))
-    stage.write(f"partial-{k}", day.partial())  # the shard's aggregates: reconcile merges them
+    # the shard's sums, for reconcile to merge
+    stage.write(f"partial-{k}", ShardPartial(k, shard.ids_sha256, prices.fingerprint, day.partial()))
     by_status: dict[str, int] = {}
     for rc in counts.values():
         by_status[rc.status] = by_status.get(rc.status, 0) + 1
@@ -308,7 +336,7 @@ def _recount_shard(p: Plan, stage: Staging, index: ParseIndex, k: int) -> dict[s
         log.info("recount %s (%s): %s", model, loaded[model], engine.summary())
     if unknown:
         log.warning("recount: no tokenizer for models %s (counted as unknown, not guessed)", sorted(unknown))
-    log.info("recount shard %d of %d: %d records, %d recounted: %s", k + 1, len(index.shards), seen,
+    log.info("recount shard %d (of 0..%d): %d records, %d recounted: %s", k, len(index.shards) - 1, seen,
              len(counts), by_status)  # fmt: skip
     return {
         "shard": k,
@@ -362,7 +390,7 @@ def reconcile(p: Plan, counted: Mapping[str, Any] | Sequence[Mapping[str, Any]])
     """The day's aggregates: every recount shard's sums merged (billed numbers, drift, estimate error),
     the cardinality guard applied to the whole day, staged for loading.  Reads no log file: each
     shard summed its own records while it counted them."""
-    from ..pipeline.reconcile import DayPartial, finish
+    from ..pipeline.reconcile import finish
     from ..pipeline.shards import merge_recount_summaries
 
     stage = Staging(p["staging"])
@@ -370,11 +398,8 @@ def reconcile(p: Plan, counted: Mapping[str, Any] | Sequence[Mapping[str, Any]])
     t0 = time.perf_counter()
     if not isinstance(counted, Mapping):  # the mapped recount: one summary per shard
         counted = merge_recount_summaries(list(counted))
-    parts = (
-        stage.read(f"partial-{k}", DayPartial) for k in range(len(index.shards))
-    )  # each one, or an error
     load_ = finish(
-        parts,
+        (_shard_partial(stage, index, shard) for shard in index.shards),
         day=_day(p),
         tz=p["tz"],
         stats=index.stats,
@@ -403,6 +428,20 @@ def reconcile(p: Plan, counted: Mapping[str, Any] | Sequence[Mapping[str, Any]])
         "drift_records": drift,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _shard_partial(stage: Staging, index: ParseIndex, shard: Any) -> Any:
+    """Shard *k*'s staged sums, checked against the staged parse: the same ids, as many records, the
+    run's price book (a partial left by an earlier parse of the run is refused, never merged)."""
+    staged = stage.read(f"partial-{shard.index}", ShardPartial)
+    if (staged.shard, staged.ids_sha256, staged.part.records, staged.prices) != (
+        shard.index, shard.ids_sha256, shard.count, index.prices,
+    ):  # fmt: skip
+        raise InputError(
+            f"{stage.file(f'partial-{shard.index}')} does not fit the staged parse (another parse of this "
+            "run, or another price book): clear the run from parse on, with downstream"
+        )
+    return staged.part
 
 
 def usage_dsn() -> str:

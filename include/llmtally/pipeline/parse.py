@@ -374,7 +374,12 @@ class DayParser:
             and obj.get("text") == "full"
             and self._start <= ts < self._until  # (only for records taken)
         ):  # left out by the logger: derived from the text, the values it would have written
-            derived, derived_chars = derived_prompt_fields(messages, prompt, tools, nonfinite=self._nonfinite)
+            try:
+                derived, derived_chars = derived_prompt_fields(
+                    messages, prompt, tools, nonfinite=self._nonfinite
+                )
+            except RecursionError:  # nested too deep to encode: no digest, but the record is taken
+                derived, derived_chars = None, None  # (whether a record is taken never depends on derive)
             digest = derived if digest is None else digest
             chars = derived_chars if chars is None else chars
         return UsageRecord(

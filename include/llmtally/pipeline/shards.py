@@ -15,6 +15,7 @@ The size: ``LLMTALLY_SHARD_RECORDS``, else ``[recount] shard_records`` in llmtal
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .._config import ENV_SHARD_RECORDS, load_config
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, InputError
 from .parse import DayParser
 from .record import UsageRecord
 
@@ -31,6 +32,7 @@ __all__ = [
     "Shard",
     "ShardPlanner",
     "Span",
+    "ids_digest",
     "merge_recount_summaries",
     "read_shard",
     "shard_records",
@@ -52,12 +54,19 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """Records ``first`` to ``first + count - 1`` of the day's id list, found in ``spans``."""
+    """Records ``first`` to ``first + count - 1`` of the day's id list, found in ``spans``;
+    ``ids_sha256`` identifies those ids (what a shard staged is checked against it)."""
 
     index: int
     first: int
     count: int
     spans: Sequence[Span]
+    ids_sha256: str = ""
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """SHA-256 of a run of record ids (a shard's identity)."""
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
 
 
 class ShardPlanner:
@@ -90,24 +99,43 @@ class ShardPlanner:
         self._count = 0
         self._spans = []
 
-    def shards(self) -> list[Shard]:
-        """Every shard so far (the open one closed); at least one, empty for an empty day, so a
-        mapped recount always has a task to run."""
+    def shards(self, ids: Sequence[str], *, at_most: int | None = None) -> list[Shard]:
+        """Every shard so far (the open one closed), ``ids`` being the day's id list in the order
+        :meth:`add` was told; at least one, empty for an empty day, so a mapped recount always has a
+        task to run.  ``at_most`` (Airflow's ``[core] max_map_length``): neighbours merge, two by
+        two, until the shards are no more than that."""
         if self._count or not self._done:
             self._close()
-        return list(self._done)
+        shards = list(self._done)
+        while at_most is not None and len(shards) > max(at_most, 1):
+            shards = [_joined(shards[i : i + 2]) for i in range(0, len(shards), 2)]
+        return [Shard(k, s.first, s.count, s.spans, ids_digest(ids[s.first : s.first + s.count]))
+                for k, s in enumerate(shards)]  # fmt: skip
+
+
+def _joined(pair: Sequence[Shard]) -> Shard:
+    """Two neighbouring shards as one (a run of the id list, the spans of both)."""
+    spans: list[list[Any]] = []
+    for span in (sp for sh in pair for sp in sh.spans):
+        last = spans[-1] if spans else None
+        if last is not None and last[0] == span.file and span.start >= last[2]:
+            last[2] = span.end
+        else:
+            spans.append([span.file, span.start, span.end, span.line])
+    return Shard(pair[0].index, pair[0].first, sum(s.count for s in pair),
+                 tuple(Span(f, a, b, n) for f, a, b, n in spans))  # fmt: skip
 
 
 def read_shard(
     shard: Shard, ids: Sequence[str], day: date, tz: str, *, until: datetime | None = None
 ) -> Iterator[UsageRecord]:
-    """The records of ``shard`` (``ids`` is the day's whole id list from ``parse``), re-read from its
-    byte ranges with the day rule and cut ``parse`` used."""
-    wanted = set(ids[shard.first : shard.first + shard.count])
-    if len(wanted) != shard.count:
-        raise ConfigError(
-            f"shard {shard.index} names records {shard.first}..{shard.first + shard.count - 1} of a day "
-            f"of {len(ids)}: the staged parse does not fit it; clear the run from parse on"
+    """The records of ``shard`` (``ids``: its own run of the day's id list, as ``parse`` staged it),
+    re-read from its byte ranges with the day rule and cut ``parse`` used."""
+    wanted = set(ids)
+    if len(wanted) != shard.count or (shard.ids_sha256 and ids_digest(ids) != shard.ids_sha256):
+        raise InputError(
+            f"shard {shard.index} has {shard.count} records but {len(ids)} ids were staged for it (or "
+            "other ids): the staged parse does not fit it; clear the run from parse on"
         )
     parser = DayParser(day, tz, until=until)
     for span in shard.spans:
@@ -140,6 +168,7 @@ def merge_recount_summaries(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any
     status: dict[str, int] = {}
     unknown: set[str] = set()
     engines: dict[str, dict[str, Any]] = {}
+    kinds: dict[tuple[str, str], set[str]] = {}  # (model, "engine" | "device"): every shard's
     shards = []
     for part in sorted(parts, key=lambda s: int(s.get("shard", 0))):
         records += int(part.get("records", 0))
@@ -148,6 +177,8 @@ def merge_recount_summaries(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any
             status[key] = status.get(key, 0) + int(n)
         unknown.update(part.get("unknown_models") or ())
         for model, facts in dict(part.get("engines") or {}).items():
+            for key in ("engine", "device"):
+                kinds.setdefault((model, key), set()).add(str(facts.get(key)))
             seen = engines.get(model)
             if seen is None:
                 engines[model] = dict(facts)
@@ -158,6 +189,8 @@ def merge_recount_summaries(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any
         shards.append(
             {k: part.get(k) for k in ("shard", "records", "seconds", "host", "pid", "loaded") if k in part}
         )
+    for (model, key), values in kinds.items():  # shards on workers of different kinds say so
+        engines[model][key] = " | ".join(sorted(values))
     return {
         "records": records,
         "reused": reused,

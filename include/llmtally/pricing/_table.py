@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,17 @@ class PriceBook:
         for mp in self.models.values():
             for name in (mp.model, *mp.aliases):
                 self._index[name] = mp
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of every model's currency, unit, aliases and dated rates (not where they were read
+        from): two books bill alike exactly when their fingerprints are equal."""
+        terms = sorted(
+            (mp.model, mp.currency, mp.unit, mp.aliases, tuple((p.effective_from.isoformat(), p.tiers)
+                                                                for p in mp.prices))
+            for mp in self.models.values()
+        )  # fmt: skip
+        return hashlib.sha256(repr(terms).encode("utf-8")).hexdigest()
 
     def lookup(self, model: str | None) -> ModelPrice | None:
         """The price entry of ``model`` or one of its aliases; ``None`` when unknown."""
