@@ -6,7 +6,8 @@ The day: ``examples/sample_traffic.generate`` writes a day of the sample's traff
 ``UsageLogger`` (qwen3-8b with thinking and tool calls, deepseek-chat, gpt-4o-mini with a tool, a
 few legacy lines); its records are repeated with fresh ids, times spread over the day and the last
 user message made unique (so no prompt repeats whole: the recount's caches see what real traffic
-gives them), into one file per service folder and hour, ``--records`` in all.
+gives them; the records keep the original's reported usage, so most show drift: speed, not
+accounting, is measured), into one file per service folder and hour, ``--records`` in all.
 
 Each worker count runs the DAG's task functions as Airflow runs them on Celery, without the
 scheduler: ``plan``, ``collect``, ``parse`` (one task, this process); then the recount shards
