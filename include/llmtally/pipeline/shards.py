@@ -85,11 +85,7 @@ class ShardPlanner:
         """One more record, whose line is bytes ``[start, end)`` of ``file``, line number ``line``."""
         if self._count == self.size:
             self._close()
-        last = self._spans[-1] if self._spans else None
-        if last is not None and last[0] == file and start >= last[2]:
-            last[2] = end
-        else:
-            self._spans.append([file, start, end, line])
+        _extend(self._spans, file, start, end, line)
         self._count += 1
 
     def _close(self) -> None:
@@ -113,15 +109,21 @@ class ShardPlanner:
                 for k, s in enumerate(shards)]  # fmt: skip
 
 
+def _extend(spans: list[list[Any]], file: str, start: int, end: int, line: int) -> None:
+    """Add bytes ``[start, end)`` of ``file`` (line number ``line``) to ``spans`` (``[file, start,
+    end, line]`` each): the last span grows when they follow on in its file, else a new one starts."""
+    last = spans[-1] if spans else None
+    if last is not None and last[0] == file and start >= last[2]:
+        last[2] = end
+    else:
+        spans.append([file, start, end, line])
+
+
 def _joined(pair: Sequence[Shard]) -> Shard:
     """Two neighbouring shards as one (a run of the id list, the spans of both)."""
     spans: list[list[Any]] = []
     for span in (sp for sh in pair for sp in sh.spans):
-        last = spans[-1] if spans else None
-        if last is not None and last[0] == span.file and span.start >= last[2]:
-            last[2] = span.end
-        else:
-            spans.append([span.file, span.start, span.end, span.line])
+        _extend(spans, span.file, span.start, span.end, span.line)
     return Shard(pair[0].index, pair[0].first, sum(s.count for s in pair),
                  tuple(Span(f, a, b, n) for f, a, b, n in spans))  # fmt: skip
 
