@@ -191,6 +191,7 @@ try:  # optional accelerator (``llmtally[fast]``); the canonical text stays json
     import orjson as _orjson
 except ImportError:
     _orjson = None
+# canonical: sorted keys; datetimes and dataclasses go to json's default=str like everything else
 _SORTED = (
     _orjson.OPT_SORT_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
     if _orjson is not None

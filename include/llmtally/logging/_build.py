@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .._exceptions import ConfigError
-from .._record import RECORD_VERSION, _float_differs, normalize_usage, prompt_chars, prompt_digest
+from .._record import (
+    _SORTED,
+    RECORD_VERSION,
+    _float_differs,
+    _orjson,
+    normalize_usage,
+    prompt_chars,
+    prompt_digest,
+)
 
 __all__ = [
     "Pending",
@@ -189,23 +197,13 @@ _canonical_encode = json.JSONEncoder(
 ).encode
 _basestring: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
-_orjson: Any
-try:  # optional accelerator (``llmtally[fast]``): ~7x faster encoding, same canonical text
-    import orjson as _orjson
-except ImportError:  # the base install: stdlib json (tests force this path too)
-    _orjson = None
+# orjson (``llmtally[fast]``, imported by :mod:`llmtally._record` where installed, else None): ~7x
+# faster encoding, same canonical text; the base install and tests that switch it off use stdlib json.
 # orjson writes a few floats differently from json (1e-05 as 0.00001, 1e-07 as 1e-7): such output
 # is re-encoded by json so the canonical text, and so the digest, does not depend on the install.
 # Two exceptions, neither of them JSON: NaN / infinities (orjson: null) and Enum members (orjson:
 # their value; json's default=str: their name).
 
-
-# canonical: sorted keys; datetimes and dataclasses go to json's default=str like everything else
-_CANONICAL = (
-    _orjson.OPT_SORT_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
-    if _orjson is not None
-    else 0
-)
 use_orjson: bool = _orjson is not None
 """Whether the writer encodes with orjson (installed); tests and benchmarks switch it off."""
 
@@ -214,7 +212,7 @@ def _orjson_bytes(obj: Any, sort: bool, default: Any) -> bytes | None:
     """``obj`` as UTF-8 JSON by orjson, or ``None`` where json must do it (non-str keys, ints beyond 64
     bits, lone surrogates, objects json renders by ``default=str``, floats written differently)."""
     try:
-        out: bytes = _orjson.dumps(obj, default=default, option=_CANONICAL if sort else 0)
+        out: bytes = _orjson.dumps(obj, default=default, option=_SORTED if sort else 0)
     except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
         return None
     if _float_differs(out):
