@@ -10,7 +10,7 @@ from typing import Any
 
 from ..store._rows import KEY_COLUMNS, SUM_COLUMNS, FoldEntry, LossEntry
 
-__all__ = ["LOSS_GAP", "MAX_DISTINCT", "OTHER", "check_limits", "fold", "merge_losses"]
+__all__ = ["LOSS_GAP", "MAX_DISTINCT", "OTHER", "add_cost", "check_limits", "fold", "merge_losses"]
 
 _KEY = KEY_COLUMNS[1:]  # a usage_hourly row's key after its day
 
@@ -101,6 +101,12 @@ def fold(
                 into[i] += n
             cost = costs.pop(key, None)
             if cost is not None:
-                prev = costs.get(new)
-                costs[new] = (cost[0] + (prev[0] if prev else 0), cost[1])
+                add_cost(costs, new, *cost)
     return entries
+
+
+def add_cost(costs: dict[tuple[Any, ...], tuple[Decimal, str]], key: tuple[Any, ...], amount: Decimal,
+             currency: str) -> None:  # fmt: skip
+    """Add ``amount`` to the cost of ``key`` (one currency per key: a model's)."""
+    prev = costs.get(key)
+    costs[key] = (amount + (prev[0] if prev else 0), currency)

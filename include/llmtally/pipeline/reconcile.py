@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .._config import DEFAULT_TIMEZONE
 from .._time import local_hour, zone
@@ -35,7 +35,7 @@ from ..store._rows import (
     ReconciliationRow,
     TopRequest,
 )
-from ._fold import LOSS_GAP, MAX_DISTINCT, OTHER, check_limits, fold, merge_losses
+from ._fold import LOSS_GAP, MAX_DISTINCT, OTHER, add_cost, check_limits, fold, merge_losses
 from .billing import Billed, billed
 from .parse import ParseStats
 from .record import UsageRecord
@@ -200,11 +200,12 @@ def _hourly_row(
     return HourlyRow(*[values[i] for i in _FIELD_ORDER])
 
 
-_Cand = tuple[int, str, TopRequest]  # billed tokens, record id (ties), the row
 _OUTCOME_COUNTS = ("legacy", "drift", "error", "timeout", "abandoned")
+_C = TypeVar("_C", tuple[int, str, UsageRecord, Billed], tuple[int, str, TopRequest])
+"""A candidate for the largest requests: billed tokens, record id (ties), then what makes its row."""
 
 
-def _top(cands: list[_Cand], n: int) -> list[_Cand]:
+def _top(cands: list[_C], n: int) -> list[_C]:
     cands.sort(key=lambda t: (-t[0], t[1]))
     del cands[n:]
     return cands
@@ -228,6 +229,18 @@ def _top_request(day: date, rank: int, rec: UsageRecord, b: Billed) -> TopReques
         currency=b.cost.currency if b.cost else None,
         tags=dict(rec.tags),
     )
+
+
+def _add_digest(digests: dict[tuple[str, str], list[Any]], key: tuple[str, str], requests: int,
+                tokens: int, first: datetime, last: datetime) -> None:  # fmt: skip
+    """Add requests of one prompt digest and feature: ``[requests, tokens, first ts, last ts]``."""
+    dg = digests.get(key)
+    if dg is None:
+        digests[key] = [requests, tokens, first, last]
+    else:
+        dg[0] += requests
+        dg[1] += tokens
+        dg[2], dg[3] = min(dg[2], first), max(dg[3], last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +300,7 @@ class DayAggregator:
         self._hourly: dict[tuple[Any, ...], list[int]] = {}
         self._costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
         self._recon: dict[tuple[str, str, str], _Recon] = {}
-        self._cands: list[_Cand] = []
+        self._cands: list[tuple[int, str, UsageRecord, Billed]] = []  # rows built for the top only
         self._digests: dict[tuple[str, str], list[Any]] = {}
         self._sources: dict[str, int] = {}
         self._totals = [0, 0, 0]  # records, prompt, completion
@@ -332,8 +345,7 @@ class DayAggregator:
             for i, n in enumerate(sums):
                 acc[i] += n
             if b.cost is not None:
-                prev = costs.get(key)
-                costs[key] = (b.cost.amount + (prev[0] if prev else 0), b.cost.currency)
+                add_cost(costs, key, b.cost.amount, b.cost.currency)
             rkey = (model, service, rc.fingerprint)
             group = recon.get(rkey)
             if group is None:
@@ -346,15 +358,9 @@ class DayAggregator:
             totals[0] += 1
             totals[1] += b.prompt_tokens
             totals[2] += b.completion_tokens
-            cands.append((billable, rec.id, _top_request(self.day, 0, rec, b)))
+            cands.append((billable, rec.id, rec, b))
             if rec.prompt_sha256:
-                dg = digests.get((rec.prompt_sha256, rec.feature))
-                if dg is None:
-                    digests[(rec.prompt_sha256, rec.feature)] = [1, billable, rec.ts, rec.ts]
-                else:
-                    dg[0] += 1
-                    dg[1] += billable
-                    dg[2], dg[3] = min(dg[2], rec.ts), max(dg[3], rec.ts)
+                _add_digest(digests, (rec.prompt_sha256, rec.feature), 1, billable, rec.ts, rec.ts)
             if len(cands) > 4 * self.top_n + 1024:
                 _top(cands, self.top_n)
         return self
@@ -372,7 +378,7 @@ class DayAggregator:
             recon=[
                 PartialRecon(*k, counts=dict(g.counts), ape=g.ape, pe=g.pe) for k, g in self._recon.items()
             ],
-            top=[t for _, _, t in _top(self._cands, self.top_n)],
+            top=[_top_request(self.day, 0, rec, b) for _, _, rec, b in _top(self._cands, self.top_n)],
             digests=[PromptDigestRow(self.day, k[0], k[1], *v) for k, v in self._digests.items()],
             sources=dict(self._sources),
             records=self._totals[0],
@@ -402,7 +408,7 @@ def finish(
     hourly: dict[tuple[Any, ...], list[int]] = {}
     costs: dict[tuple[Any, ...], tuple[Decimal, str]] = {}
     recon: dict[tuple[str, str, str], _Recon] = {}
-    cands: list[_Cand] = []
+    cands: list[tuple[int, str, TopRequest]] = []
     digests: dict[tuple[str, str], list[Any]] = {}
     sources: dict[str, int] = {}
     totals = [0, 0, 0]
@@ -417,8 +423,7 @@ def finish(
                 for i, n in enumerate(r.sums):
                     acc[i] += n
             if r.cost is not None and r.currency is not None:
-                prev = costs.get(key)
-                costs[key] = (r.cost + (prev[0] if prev else 0), r.currency)
+                add_cost(costs, key, r.cost, r.currency)
         for g in part.recon:
             rkey = (g.model, g.service, g.fingerprint)
             group = recon.get(rkey)
@@ -428,13 +433,8 @@ def finish(
         cands.extend((t.prompt_tokens + t.completion_tokens, t.record_id, t) for t in part.top)
         _top(cands, top_n)
         for d in part.digests:
-            dg = digests.get((d.prompt_sha256, d.feature))
-            if dg is None:
-                digests[(d.prompt_sha256, d.feature)] = [d.requests, d.total_tokens, d.first_ts, d.last_ts]
-            else:
-                dg[0] += d.requests
-                dg[1] += d.total_tokens
-                dg[2], dg[3] = min(dg[2], d.first_ts), max(dg[3], d.last_ts)
+            _add_digest(digests, (d.prompt_sha256, d.feature), d.requests, d.total_tokens, d.first_ts,
+                        d.last_ts)  # fmt: skip
         for source, n in part.sources.items():
             sources[source] = sources.get(source, 0) + n
         totals[0] += part.records
